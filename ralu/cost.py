@@ -1,0 +1,87 @@
+"""FLOPs model of a RALU run against the full-resolution baseline, for the planner's speed-up estimate.
+
+One transformer step over n = L + T tokens (L image, T text) costs a n + b n^2:
+- a: every weight is used once per token as a multiply-add, so a = 2 * transformer parameters.
+- b: per layer, Q K^T and then (softmax) V each take n^2 * hidden multiply-adds, so
+  b = 2 * 2 * hidden * layers.
+FLUX.1-dev: ~11.9e9 transformer parameters, hidden 3072, 19 double-stream + 38 single-stream blocks
+(each runs one joint attention over image + text), T = 512 T5 tokens:
+  a = 2 * 11.9e9 = 23.8e9, b = 4 * 3072 * 57 = 700,416.
+SD3 Medium: ~2.0e9 parameters, hidden 1536, 24 joint blocks, T = 77 CLIP + 256 T5 = 333:
+  a = 2 * 2.0e9 = 4.0e9, b = 4 * 1536 * 24 = 147,456.
+
+RALU also decodes its stage-1 estimate once at half resolution to score edges. Both models use the
+same 16-channel KL decoder (channels 512, 512, 256, 128 from the latent up, 3 ResNet blocks per level,
+2 in the middle, nearest-upsample + 3x3 conv between levels). A 3x3 conv costs 2 * 9 * c_in * c_out
+FLOPs per pixel at its level; weighting each level by its pixels per output pixel:
+  latent level (1/64):  conv_in 16->512, 4 mid convs 512^2, mid attention projections 4 * 512^2 as
+                        1x1, 6 convs 512^2                                        -> 0.77e6
+  1/4 level (1/16):     upsample conv 512^2, 6 convs 512^2                       -> 2.06e6
+  1/2 level (1/4):      upsample conv 512^2, 512->256, 5 convs 256^2, 1x1 skip    -> 3.31e6
+  full level (1):       upsample conv 256^2, 256->128, 5 convs 128^2, 1x1 skip,
+                        conv_out 128->3                                           -> 3.32e6
+about 9.5e6 FLOPs per output pixel; norms, activations and the mid attention's n^2 term (~0.13e6
+per pixel at 512x512) are left out. Against a FLUX step at 1024x1024 (~1.2e14) the decode is noise,
+but it is counted so that tiny plans are not flattered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan import PRESET_BASELINE_STEPS, Plan
+
+VAE_DECODE_FLOPS_PER_PIXEL = 9.5e6
+# One full-res token is a 2x2 patch of the 8x-downsampled latent: 16x16 image pixels.
+PIXELS_PER_TOKEN_SIDE = 16
+
+
+@dataclass(frozen=True)
+class StepCost:
+    linear_flops_per_token: float
+    attention_flops_per_token_pair: float
+    text_tokens: int
+    vae_decode_flops_per_pixel: float
+
+    def step_flops(self, image_tokens: float) -> float:
+        n = image_tokens + self.text_tokens
+        return self.linear_flops_per_token * n + self.attention_flops_per_token_pair * n * n
+
+
+FAMILY_COST: dict[str, StepCost] = {
+    "flux": StepCost(2 * 11.9e9, 4 * 3072 * 57, 512, VAE_DECODE_FLOPS_PER_PIXEL),
+    "sd3": StepCost(2 * 2.0e9, 4 * 1536 * 24, 77 + 256, VAE_DECODE_FLOPS_PER_PIXEL),
+}
+
+
+@dataclass(frozen=True)
+class SpeedupEstimate:
+    speedup: float
+    ralu_flops: float
+    baseline_flops: float
+    tokens: tuple[float, float, float]
+    # Image-token linear work only (no text, attention or decode): the paper's back-of-envelope ratio.
+    linear_only_speedup: float
+
+
+def stage_token_counts(plan: Plan, full_tokens: float) -> tuple[float, float, float]:
+    """Image tokens per stage: quarter-res, quarter-res with up_ratio of them at full res, full res."""
+    low = full_tokens / 4
+    return low, low * (1.0 - plan.up_ratio) + full_tokens * plan.up_ratio, float(full_tokens)
+
+
+def estimate_speedup(
+    plan: Plan, family: str, height: int, width: int, baseline_steps: int | None = None
+) -> SpeedupEstimate:
+    if family not in FAMILY_COST:
+        raise ValueError(f"family ({family!r}) must be one of {sorted(FAMILY_COST)}")
+    cost = FAMILY_COST[family]
+    steps = PRESET_BASELINE_STEPS[family] if baseline_steps is None else baseline_steps
+    full_tokens = (height // PIXELS_PER_TOKEN_SIDE) * (width // PIXELS_PER_TOKEN_SIDE)
+    tokens = stage_token_counts(plan, full_tokens)
+
+    edge_decode = cost.vae_decode_flops_per_pixel * (height // 2) * (width // 2)
+    ralu = sum(n * cost.step_flops(L) for n, L in zip(plan.steps, tokens)) + edge_decode
+    baseline = steps * cost.step_flops(full_tokens)
+    linear_only = steps * full_tokens / sum(n * L for n, L in zip(plan.steps, tokens))
+    return SpeedupEstimate(baseline / ralu, ralu, baseline, tokens, linear_only)

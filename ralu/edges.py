@@ -1,0 +1,97 @@
+"""Which low-res tokens to upsample early: Canny edge density per token cell, top-k, forced cells."""
+
+from __future__ import annotations
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)
+CANNY_LOW = 100.0
+CANNY_HIGH = 200.0
+
+
+def edge_gray(image: torch.Tensor, faithful: bool = True) -> torch.Tensor:
+    """(B, H, W, 3) image in [0, 1] -> (B, 1, H, W) gray for Canny.
+
+    faithful: the reference takes the gray of the decoder's raw [-1, 1] output and clips it to
+    [0, 1], which is clip(2 g - 1, 0, 1) of the [0, 1] image: everything darker than mid-grey is flat.
+    Otherwise the whole [0, 1] range is kept, so edges in dark regions count too.
+    """
+    luma = torch.tensor(LUMA, dtype=image.dtype, device=image.device)
+    gray = (image[..., :3] * luma).sum(dim=-1).unsqueeze(1)
+    return (2.0 * gray - 1.0).clamp(0.0, 1.0) if faithful else gray
+
+
+def canny_edges(gray: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) gray in [0, 1] -> (B, 1, H, W) edges as 0 / 1, like cv2.Canny(gray * 255, 100, 200).
+
+    How kornia's canny is made to match OpenCV's defaults (aperture 3, L1 magnitude, no blur):
+    - kornia thresholds the unnormalised 3x3 Sobel response (spatial_gradient(normalized=False)),
+      the same kernel cv2 uses, so feeding gray * 255 lets 100 / 200 mean what they mean to cv2.
+    - cv2.Canny does not blur; kornia always calls gaussian_blur2d, and kernel_size=1 makes that
+      kernel the single tap 1, i.e. the identity (sigma is then irrelevant).
+    - Both compare strictly (weak > low, strong > high), suppress non-maxima along the gradient
+      rounded to 45 degrees, replicate the border for Sobel and track hysteresis 8-connected.
+    - The one difference left: kornia's magnitude is L2, sqrt(gx^2 + gy^2), cv2's default L1,
+      |gx| + |gy|. They agree on axis-aligned edges; on a 45-degree edge L2 is 1/sqrt(2) of L1, so
+      kornia needs a diagonal step up to 41% stronger to call it an edge. kornia has no L1 option,
+      and scaling the thresholds would break the axis-aligned agreement, so this is left as is.
+    """
+    _, edges = kornia.filters.canny(
+        gray.to(torch.float32) * 255.0, CANNY_LOW, CANNY_HIGH, kernel_size=1, sigma=(1.0, 1.0)
+    )
+    return edges
+
+
+def cell_scores(edges: torch.Tensor, cell: int = 16) -> torch.Tensor:
+    """(B, 1, H, W) edges -> (B, rows * cols) edge pixels per cell x cell block, cells in raster order."""
+    b, _, h, w = edges.shape
+    if h % cell or w % cell:
+        raise ValueError(f"image size ({h}, {w}) must be a multiple of the cell size {cell}")
+    blocks = edges.reshape(b, h // cell, cell, w // cell, cell)
+    return blocks.sum(dim=(2, 4)).reshape(b, -1)
+
+
+def mask_cells(mask: torch.Tensor, rows: int, cols: int, batch: int) -> torch.Tensor:
+    """(B, H, W) or (H, W) mask -> bool (batch, rows * cols): cells that any mask pixel > 0.5 touches."""
+    if mask.dim() == 2:
+        mask = mask.unsqueeze(0)
+    if mask.shape[0] not in (1, batch):
+        raise ValueError(f"mask batch ({mask.shape[0]}) must be 1 or the image batch ({batch})")
+    marked = (mask > 0.5).to(torch.float32).unsqueeze(1)
+    # Max pooling: a cell the mask only partly covers is still forced, so a thin stroke is never lost.
+    cells = F.adaptive_max_pool2d(marked, (rows, cols)).reshape(mask.shape[0], rows * cols) > 0
+    return cells.expand(batch, -1).clone()
+
+
+def select_tokens(scores: torch.Tensor, k: int, forced: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, n) scores -> (B, K) long ascending: the top k cells of each image plus its forced cells.
+
+    Ties go to the lower cell index. The sampler needs one sequence length for the batch, so K is
+    the largest |forced | top-k| over the images, and an image with fewer takes its next best cells.
+    """
+    b, n = scores.shape
+    if not 0 <= k <= n:
+        raise ValueError(f"k ({k}) must be between 0 and the number of cells ({n})")
+    if forced is None:
+        forced = torch.zeros(n, dtype=torch.bool)
+    forced = forced.to(device=scores.device, dtype=torch.bool).expand(b, n)
+
+    by_score = scores.sort(dim=1, descending=True, stable=True).indices
+    top_k = torch.zeros(b, n, dtype=torch.bool, device=scores.device)
+    top_k.scatter_(1, by_score[:, :k], True)
+    count = int((top_k | forced).sum(dim=1).max())
+    # Forced cells first, then by score: a stable sort on "forced" keeps the score order within each part.
+    forced_in_score_order = forced.gather(1, by_score).to(torch.uint8)
+    priority = by_score.gather(1, forced_in_score_order.sort(dim=1, descending=True, stable=True).indices)
+    return priority[:, :count].sort(dim=1).values
+
+
+def selection_mask(selected: torch.Tensor, rows: int, cols: int, cell_h: int, cell_w: int) -> torch.Tensor:
+    """(B, K) cell indices -> (B, rows * cell_h, cols * cell_w) float mask, 1 on the selected cells."""
+    b = selected.shape[0]
+    cells = torch.zeros(b, rows * cols, dtype=torch.float32, device=selected.device)
+    cells.scatter_(1, selected.to(torch.long), 1.0)
+    grid = cells.reshape(b, rows, cols)
+    return grid.repeat_interleave(cell_h, dim=1).repeat_interleave(cell_w, dim=2)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from ralu.ntdm import (
+    GRID,
+    mismatch,
+    shifted_pdf,
+    solve_ntdm,
+    stage_starts,
+    target_density,
+    truncated_pdf,
+)
+from ralu.plan import PRESETS
+
+# The reference optimiser's output for the two presets the reference code ships (RALU-SPEC.md).
+SOLVER_RESULTS = {
+    "flux_4x": ((5.0193, 2.5890, 2.2262), 6.3169),
+    "flux_7x": ((8.1395, 2.8553, 2.1924), 6.2612),
+}
+TOL = 2e-3
+
+
+@pytest.mark.parametrize("name", sorted(SOLVER_RESULTS))
+def test_solver_reproduces_reference_numbers(name):
+    preset = PRESETS[name]
+    shifts, z = solve_ntdm(preset.steps, preset.ends)
+    expected_shifts, expected_z = SOLVER_RESULTS[name]
+    assert shifts == pytest.approx(expected_shifts, abs=TOL)
+    assert z == pytest.approx(expected_z, abs=TOL)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_the_solver_result_up_to_rounding(name):
+    preset = PRESETS[name]
+    shifts, z = solve_ntdm(preset.steps, preset.ends)
+    assert shifts == pytest.approx(preset.shifts, abs=TOL)
+    assert z == pytest.approx(preset.z, abs=TOL)
+
+
+def test_fixed_z_solves_only_the_shifts():
+    shifts, z = solve_ntdm((5, 6, 7), (0.3, 0.45, 1.0), fixed_z=6.3169)
+    assert z == 6.3169
+    assert shifts == pytest.approx(SOLVER_RESULTS["flux_4x"][0], abs=TOL)
+
+
+def test_fixed_shifts_solve_only_z():
+    steps, ends, fixed = (5, 6, 7), (0.3, 0.45, 1.0), (5.0193, 2.5890, 2.2262)
+    shifts, z = solve_ntdm(steps, ends, fixed_shifts=fixed)
+    assert shifts == fixed
+    # The mismatch is flat in z near the optimum, so a one-variable search stops a little earlier.
+    assert z == pytest.approx(6.3169, abs=0.02)
+    assert mismatch(steps, ends, fixed, z, 3.0) <= mismatch(steps, ends, fixed, 6.3169, 3.0) + 1e-6
+
+
+def test_solution_beats_the_starting_point():
+    steps, ends = (4, 4, 8), (0.25, 0.5, 1.0)
+    shifts, z = solve_ntdm(steps, ends)
+    assert mismatch(steps, ends, shifts, z, 3.0) < 0.5 * mismatch(steps, ends, (3.0, 3.0, 3.0), 2.0, 3.0)
+
+
+def test_densities_integrate_to_one():
+    fine = np.linspace(0.0, 1.0, 200_001)
+    assert np.trapezoid(shifted_pdf(fine, 3.0), fine) == pytest.approx(1.0, abs=1e-6)
+    assert np.trapezoid(truncated_pdf(fine, 5.0, 0.1, 0.4), fine) == pytest.approx(1.0, abs=1e-3)
+    ends = (0.3, 0.45, 1.0)
+    assert np.trapezoid(target_density(fine, ends, stage_starts(ends, 6.3), 3.0), fine) == pytest.approx(
+        1.0, abs=1e-3
+    )
+
+
+def test_truncated_pdf_includes_both_ends_and_nothing_outside():
+    t = np.array([0.099, 0.1, 0.4, 0.401])
+    density = truncated_pdf(t, 2.0, 0.1, 0.4)
+    assert density[0] == 0.0 and density[3] == 0.0
+    assert density[1] > 0.0 and density[2] > 0.0
+
+
+def test_grid_is_a_thousand_points_of_the_closed_unit_interval():
+    assert len(GRID) == 1000 and GRID[0] == 0.0 and GRID[-1] == 1.0
