@@ -1,0 +1,18 @@
+"""ComfyUI-RALU: region-adaptive latent upsampling for FLUX in ComfyUI. Registration only."""
+
+try:
+    from comfy_api.latest import ComfyExtension
+except ImportError:  # imported outside ComfyUI, e.g. by the unit tests of ralu/
+    ComfyExtension = None
+
+WEB_DIRECTORY = "./web"
+
+if ComfyExtension is not None:
+    from .nodes import NODES
+
+    class RaluExtension(ComfyExtension):
+        async def get_node_list(self):
+            return NODES
+
+    async def comfy_entrypoint() -> ComfyExtension:
+        return RaluExtension()

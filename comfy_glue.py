@@ -1,0 +1,234 @@
+"""The one module that touches ComfyUI internals: model checks, the id patch, VAE edges, sampling.
+
+Everything here goes through ComfyUI's own mechanisms: a clone of the ModelPatcher carries a
+`post_input` patch (FLUX's documented hook for replacing token ids), the three stages run as a
+custom KSAMPLER function under ComfyUI's own guider, cfg batching, conds and model patches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import comfy.ldm.flux.model
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+import torch
+
+from .ralu.edge_map import edge_map_and_scores
+from .ralu.edges import mask_cells, selection_mask
+from .ralu.plan import Plan, plan_sigmas
+from .ralu.sampler import RaluResult, sample_ralu
+from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
+
+SUPPORTED_MODELS = "FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 patches)"
+PIXELS_PER_LOW_RES_TOKEN = 32  # a low-res token is 2x2 latent pixels at half resolution
+CONDITIONING_REFUSALS = {
+    "area": "area conditioning (ConditioningSetArea) needs a pixel grid, which stage 2 does not have",
+    "mask": "masked conditioning (ConditioningSetMask) needs a pixel grid, which stage 2 does not have",
+    "control": "ControlNet adds its residuals by grid position, which stage 2's token set does not have",
+    "gligen": "GLIGEN boxes need a pixel grid, which stage 2 does not have",
+    "concat_latent_image": "inpainting models (FLUX Fill) take a latent that must match each stage's shape",
+}
+
+
+class RaluInputError(ValueError):
+    """Bad input a person can fix; the message says how."""
+
+
+def model_family(model) -> str:
+    """Returns "flux" for the models the sampler can drive; raises naming what is supported."""
+    diffusion_model = getattr(model.model, "diffusion_model", None)
+    params = getattr(diffusion_model, "params", None)
+    if (
+        type(diffusion_model) is comfy.ldm.flux.model.Flux
+        and getattr(params, "in_channels", None) == 16
+        and getattr(params, "patch_size", None) == 2
+    ):
+        return "flux"
+    name = type(model.model).__name__
+    raise RaluInputError(f"RALU KSampler supports {SUPPORTED_MODELS}; this model is {name}.")
+
+
+def check_latent(samples: torch.Tensor) -> None:
+    if samples.ndim != 4:
+        raise RaluInputError(f"RALU KSampler needs an image latent (B, C, H, W); got shape {tuple(samples.shape)}.")
+    height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
+    if height % PIXELS_PER_LOW_RES_TOKEN or width % PIXELS_PER_LOW_RES_TOKEN:
+        def near(v: int) -> str:
+            lo = v // PIXELS_PER_LOW_RES_TOKEN * PIXELS_PER_LOW_RES_TOKEN
+            return f"{lo} or {lo + PIXELS_PER_LOW_RES_TOKEN}" if lo else str(PIXELS_PER_LOW_RES_TOKEN)
+
+        raise RaluInputError(
+            f"RALU needs an image whose width and height are multiples of 32 pixels (it halves the "
+            f"latent and then packs 2x2 patches); got {width}x{height}. Use a width of {near(width)} "
+            f"and a height of {near(height)}."
+        )
+
+
+def check_conditioning(positive, negative) -> None:
+    for label, conditioning in (("positive", positive), ("negative", negative)):
+        for _, options in conditioning:
+            for key, why in CONDITIONING_REFUSALS.items():
+                if options.get(key) is not None:
+                    raise RaluInputError(f"RALU KSampler cannot use the {label} prompt's {why}. Remove it, or use a plain KSampler.")
+
+
+class StageIds:
+    """Per-run holder of stage 2's token ids, read by the post_input patch during model calls."""
+
+    def __init__(self) -> None:
+        self.ids: torch.Tensor | None = None
+        self.applied = 0
+
+    def __call__(self, args: dict) -> dict:
+        if self.ids is None:
+            return args
+        img_ids = args["img_ids"]
+        batch, tokens = self.ids.shape[:2]
+        if img_ids.shape[0] % batch or img_ids.shape[1] < tokens:
+            raise RuntimeError(
+                f"RALU: the model got {img_ids.shape[1]} tokens x {img_ids.shape[0]} images where "
+                f"stage 2 has {tokens} tokens x {batch} images; another patch changed the token layout."
+            )
+        # FLUX ids are [index, row, col]; cond and uncond batches repeat the images in order.
+        ours = torch.nn.functional.pad(self.ids, (1, 0)).to(img_ids).repeat(img_ids.shape[0] // batch, 1, 1)
+        # Tokens past ours (Kontext reference images) keep their own ids.
+        img_ids = torch.cat((ours, img_ids[:, tokens:]), dim=1)
+        self.applied += 1
+        return {**args, "img_ids": img_ids}
+
+
+def clone_for_ralu(model) -> tuple[object, StageIds]:
+    clone = model.clone()
+    stage_ids = StageIds()
+    clone.set_model_post_input_patch(stage_ids)
+    return clone, stage_ids
+
+
+def latent_to_rgb(model, x0_latent: torch.Tensor) -> torch.Tensor:
+    """ComfyUI's cheap latent preview colours, (B, h, w, 3) in [0, 1], at 8x8 pixels per latent pixel."""
+    latent_format = model.model.latent_format
+    factors = torch.tensor(latent_format.latent_rgb_factors, dtype=torch.float32)
+    bias = latent_format.latent_rgb_factors_bias
+    bias = torch.zeros(3) if bias is None else torch.tensor(bias, dtype=torch.float32)
+    rgb = x0_latent.float().cpu().movedim(1, -1) @ factors + bias
+    rgb = torch.nn.functional.interpolate(rgb.movedim(-1, 1), scale_factor=8, mode="bilinear")
+    return ((rgb + 1) / 2).clamp(0, 1).movedim(1, -1)
+
+
+def vae_decode_keeping_models(vae, latent: torch.Tensor) -> torch.Tensor:
+    """Decodes mid-sampling without leaving the diffusion model evicted (ControlNet's pattern)."""
+    in_use = comfy.model_management.loaded_models(only_currently_used=True)
+    image = vae.decode(latent)
+    comfy.model_management.load_models_gpu(in_use)
+    return image.reshape(-1, *image.shape[-3:])[..., :3].float().cpu()
+
+
+@dataclass
+class EdgeSource:
+    model: object
+    vae: object | None
+    source: str  # "vae" or "latent"
+    faithful_gray: bool
+
+    def __call__(self, x0_tokens: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        latent = unpatchify(x0_tokens, 2 * rows, 2 * cols)
+        if self.source == "vae":
+            image = vae_decode_keeping_models(self.vae, self.model.model.process_latent_out(latent))
+        else:
+            image = latent_to_rgb(self.model, latent)
+        return edge_map_and_scores(image, self.faithful_gray)[1]
+
+
+def forced_cells(mask: torch.Tensor | None, rows: int, cols: int, batch: int) -> torch.Tensor | None:
+    return None if mask is None else mask_cells(mask, rows, cols, batch)
+
+
+def model_caller(model_k, extra_args: dict, stage_ids: StageIds):
+    """Adapts ComfyUI's denoiser to `predict_x0(tokens, ids, grid, sigma)` of `ralu.sampler`."""
+    def predict_x0(tokens: torch.Tensor, ids: torch.Tensor, grid, sigma: float) -> torch.Tensor:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        s_in = tokens.new_ones([tokens.shape[0]]) * sigma
+        if grid is not None:
+            return patchify(model_k(unpatchify(tokens, 2 * grid[0], 2 * grid[1]), s_in, **extra_args))
+        stage_ids.ids, applied_before = ids, stage_ids.applied
+        try:
+            x0 = strip_to_tokens(model_k(tokens_to_strip(tokens), s_in, **extra_args))
+        finally:
+            stage_ids.ids = None
+        if stage_ids.applied == applied_before:
+            raise RuntimeError(
+                "RALU: this ComfyUI's FLUX model did not apply post_input patches, so stage 2's token "
+                "positions cannot be set. Update ComfyUI, or remove nodes that replace FLUX's forward "
+                "(e.g. TeaCache) from this model."
+            )
+        return x0
+
+    return predict_x0
+
+
+def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, disable=None, run=None):
+    """KSAMPLER entry: `x` is pure noise at sigma 1; `run` carries everything RALU-specific."""
+    rows, cols = x.shape[-2] // 4, x.shape[-1] // 4
+    result = sample_ralu(
+        x,
+        run.plan,
+        model_caller(model_k, extra_args or {}, run.stage_ids),
+        run.edge_source,
+        run.generator,
+        forced=forced_cells(run.mask, rows, cols, x.shape[0]),
+        on_step=run.on_step,
+    )
+    run.result = result
+    return result.latent
+
+
+@dataclass
+class RaluRun:
+    plan: Plan
+    stage_ids: StageIds
+    edge_source: EdgeSource
+    generator: torch.Generator
+    mask: torch.Tensor | None
+    on_step: object
+    result: RaluResult | None = None
+
+
+def run_ralu_ksampler(model, positive, negative, latent: dict, plan: Plan, vae, seed: int, cfg: float,
+                      mask: torch.Tensor | None, edge_source: str, faithful_gray: bool):
+    """Samples `latent` with RALU; returns (the LATENT dict, the early-upsample MASK, the run's result)."""
+    model_family(model)
+    if "noise_mask" in latent:
+        raise RaluInputError("RALU KSampler does not inpaint: the latent has a noise mask (from "
+                             "SetLatentNoiseMask or VAEEncodeForInpaint). Use a plain KSampler for inpainting.")
+    check_conditioning(positive, negative)
+    if edge_source == "vae" and vae is None:
+        raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    check_latent(samples)
+
+    patched, stage_ids = clone_for_ralu(model)
+    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    preview = latent_preview.prepare_callback(patched, plan.total_steps)
+    run = RaluRun(
+        plan=plan,
+        stage_ids=stage_ids,
+        edge_source=EdgeSource(patched, vae, edge_source, faithful_gray),
+        generator=torch.Generator().manual_seed(seed),
+        mask=mask,
+        on_step=lambda i, x0, x: preview(i, x0, x, plan.total_steps),
+    )
+    sampler = comfy.samplers.KSAMPLER(ralu_sampler_function, extra_options={"run": run})
+    # The real per-stage schedules, so that patches reading `sample_sigmas` see what is sampled.
+    sigmas = torch.cat(plan_sigmas(plan)).float()
+    out = comfy.sample.sample_custom(
+        patched, noise, cfg, sampler, sigmas, positive, negative, samples,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+    )
+    result = run.result
+    rows, cols = result.low_res_grid
+    early = selection_mask(result.selected, rows, cols, PIXELS_PER_LOW_RES_TOKEN, PIXELS_PER_LOW_RES_TOKEN)
+    return {**latent, "samples": out}, early, result

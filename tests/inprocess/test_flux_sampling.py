@@ -1,0 +1,181 @@
+"""RALU KSampler's glue on a tiny random FLUX, through ComfyUI's own guider and sampler machinery."""
+
+import pytest
+import torch
+
+from tiny_models import flux_conditioning
+
+
+def ralu_modules(pack):
+    from importlib import import_module
+
+    return (import_module(f"{pack.__name__}.comfy_glue"), import_module(f"{pack.__name__}.ralu.plan"))
+
+
+def empty_latent(batch=1, size=256):
+    return {"samples": torch.zeros(batch, 16, size // 8, size // 8)}
+
+
+class CallRecorder:
+    """A DIFFUSION_MODEL wrapper that records what reaches the FLUX forward, as the host sees it."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, executor, *args, **kwargs):
+        self.shapes.append(tuple(args[0].shape))
+        return executor(*args, **kwargs)
+
+
+def recorded(model):
+    import comfy.patcher_extension
+
+    clone = model.clone()
+    recorder = CallRecorder()
+    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-recorder", recorder)
+    return clone, recorder
+
+
+def run(pack, model, plan, seed=1, cfg=1.0, batch=1, size=256, mask=None, positive=None, negative=None,
+        latent=None):
+    glue, _ = ralu_modules(pack)
+    return glue.run_ralu_ksampler(
+        model, positive or flux_conditioning(0), negative or flux_conditioning(1), latent or empty_latent(batch, size),
+        plan, None, seed, cfg, mask, "latent", True,
+    )
+
+
+def test_stage2_strip_with_ids_equals_the_grid(pack, tiny_flux):
+    """Tokens of a full grid, shuffled, sent as a strip with their ids give the grid's prediction."""
+    import comfy.samplers
+
+    glue, _ = ralu_modules(pack)
+    tokens_mod = __import__(f"{pack.__name__}.ralu.tokens", fromlist=["x"])
+    patched, stage_ids = glue.clone_for_ralu(tiny_flux)
+    seen = {}
+
+    def probe(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+        predict = glue.model_caller(model_k, extra_args, stage_ids)
+        tokens = tokens_mod.patchify(x)
+        ids = tokens_mod.grid_ids(x.shape[-2] // 2, x.shape[-1] // 2, x.shape[0]) / 2  # low-res units
+        order = torch.randperm(tokens.shape[1], generator=torch.Generator().manual_seed(3))
+        # Stage 2 speaks in low-res units; at full-res resolution the grid ids are these times 2.
+        seen["strip"] = predict(tokens[:, order], ids[:, order] * 2, None, 0.7)
+        seen["grid"] = predict(tokens, ids * 2, (x.shape[-2] // 2, x.shape[-1] // 2), 0.7)[:, order]
+        return x
+
+    guider = comfy.samplers.CFGGuider(patched)
+    guider.set_conds(flux_conditioning(0), flux_conditioning(1, tokens=5))
+    guider.set_cfg(3.0)  # cond and uncond both run; their batches must get the ids too
+    noise = torch.randn(2, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(probe), torch.tensor([1.0, 0.0]))
+    assert stage_ids.applied >= 1
+    torch.testing.assert_close(seen["strip"], seen["grid"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["flux_4x", "flux_7x"])
+def test_each_stage_calls_the_model_with_the_plans_token_counts(pack, tiny_flux, preset):
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS[preset]
+    model, recorder = recorded(tiny_flux)
+    latent, mask, result = run(pack, model, plan)
+    n1, n2, n3 = plan.steps
+    low_res = 8 * 8
+    k = int(low_res * plan.up_ratio)
+    l2 = low_res - k + 4 * k
+    assert result.tokens_per_stage == (low_res, l2, 4 * low_res)
+    assert result.calls_per_stage == [n1, n2, n3]
+    assert recorder.shapes == [(1, 16, 16, 16)] * n1 + [(1, 16, 2, 2 * l2)] * n2 + [(1, 16, 32, 32)] * n3
+    assert latent["samples"].shape == (1, 16, 32, 32)
+    assert torch.isfinite(latent["samples"]).all()
+    assert mask.shape == (1, 256, 256)
+    assert mask.mean().item() == pytest.approx(k / low_res)
+
+
+def test_same_seed_same_latent_new_seed_new_latent(pack, tiny_flux):
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_7x"]
+    a = run(pack, tiny_flux, plan, seed=5)[0]["samples"]
+    b = run(pack, tiny_flux, plan, seed=5)[0]["samples"]
+    c = run(pack, tiny_flux, plan, seed=6)[0]["samples"]
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_batch_of_two_with_cfg_and_a_negative_prompt(pack, tiny_flux):
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_7x"]
+    model, recorder = recorded(tiny_flux)
+    latent, mask, result = run(pack, model, plan, cfg=3.5, batch=2)
+    # cond and uncond go through the model together: twice the batch in every call.
+    assert {shape[0] for shape in recorder.shapes} == {4}
+    assert result.calls_per_stage == list(plan.steps)
+    assert latent["samples"].shape == (2, 16, 32, 32)
+    assert not torch.allclose(latent["samples"][0], latent["samples"][1])
+    assert result.selected.shape[0] == 2 and mask.shape == (2, 256, 256)
+
+
+@pytest.mark.parametrize("up_ratio", [0.0, 1.0])
+def test_plan_edge_cases_run(pack, tiny_flux, up_ratio):
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.make_plan((1, 1, 2), (0.3, 0.45, 1.0), up_ratio, shifts=(3.0, 3.0, 3.0), z=6.0)
+    model, recorder = recorded(tiny_flux)
+    latent, mask, result = run(pack, model, plan)
+    assert result.calls_per_stage == [1, 1, 2]
+    assert result.tokens_per_stage[1] == (64 if up_ratio == 0 else 256)
+    assert mask.mean().item() == up_ratio
+    assert torch.isfinite(latent["samples"]).all()
+
+
+def test_forced_mask_regions_are_upsampled_early(pack, tiny_flux):
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.make_plan((1, 1, 1), (0.3, 0.45, 1.0), 0.0, shifts=(3.0, 3.0, 3.0), z=6.0)
+    force = torch.zeros(1, 256, 256)
+    force[:, :64, :64] = 1.0  # the top-left 2x2 low-res cells
+    _, mask, result = run(pack, tiny_flux, plan, mask=force)
+    assert result.tokens_per_stage[1] == 64 - 4 + 16
+    assert torch.equal(mask, force)
+
+
+def test_the_shared_model_is_left_unpatched(pack, tiny_flux):
+    import comfy.sample
+
+    _, plan_mod = ralu_modules(pack)
+    before = repr(tiny_flux.model_options)
+
+    def plain():
+        noise = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(9))
+        return comfy.sample.sample(tiny_flux, noise, 3, 1.0, "euler", "simple", flux_conditioning(0),
+                                   flux_conditioning(1), torch.zeros(1, 16, 32, 32), seed=9)
+
+    reference = plain()
+    run(pack, tiny_flux, plan_mod.PRESETS["flux_4x"])
+    assert repr(tiny_flux.model_options) == before
+    assert torch.equal(plain(), reference)
+
+
+def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
+    glue, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_7x"]
+    with pytest.raises(glue.RaluInputError, match="multiples of 32 pixels.*got 248x256.*224 or 256"):
+        run(pack, tiny_flux, plan, latent={"samples": torch.zeros(1, 16, 32, 31)})
+    with pytest.raises(glue.RaluInputError, match="area conditioning"):
+        area = flux_conditioning(0)
+        area[0][1]["area"] = (8, 8, 0, 0)
+        run(pack, tiny_flux, plan, positive=area)
+    with pytest.raises(glue.RaluInputError, match="does not inpaint"):
+        run(pack, tiny_flux, plan, latent={**empty_latent(), "noise_mask": torch.ones(1, 256, 256)})
+    with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*this model is SD3"):
+        run(pack, tiny_sd3, plan)
+
+
+def test_interrupt_stops_the_run(pack, tiny_flux):
+    import comfy.model_management
+
+    _, plan_mod = ralu_modules(pack)
+    comfy.model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            run(pack, tiny_flux, plan_mod.PRESETS["flux_7x"])
+    finally:
+        comfy.model_management.interrupt_current_processing(False)

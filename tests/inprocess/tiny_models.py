@@ -1,0 +1,60 @@
+"""Tiny random-weight FLUX and SD3 built from ComfyUI's own classes (not loader-detectable: fast)."""
+
+import torch
+
+TINY_FLUX = dict(
+    image_model="flux", in_channels=16, out_channels=16, vec_in_dim=16, context_in_dim=32,
+    hidden_size=128, mlp_ratio=4.0, num_heads=4, depth=1, depth_single_blocks=1,
+    axes_dim=[4, 14, 14], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True,
+)
+
+
+def randomize(module: torch.nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if param.ndim >= 2:
+                fan_in = param[0].numel()
+                param.copy_(torch.randn(param.shape, generator=generator) / fan_in ** 0.5)
+            elif name.endswith("scale"):
+                param.fill_(1.0)
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+
+
+def build_patcher(model_config):
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model({})
+    randomize(model.diffusion_model, seed=0)
+    return comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device())
+
+
+def build_tiny_flux():
+    import dataclasses
+
+    import comfy.ldm.flux.model
+    import comfy.supported_models
+
+    config = dict(TINY_FLUX)
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}:
+        config["txt_ids_dims"] = []
+    return build_patcher(comfy.supported_models.Flux(config))
+
+
+def build_tiny_sd3():
+    import comfy.supported_models
+
+    config = dict(in_channels=16, patch_size=2, depth=2, adm_in_channels=32, pos_embed_max_size=16,
+                  num_patches=256, context_embedder_config={"target": "torch.nn.Linear",
+                                                            "params": {"in_features": 32, "out_features": 128}})
+    return build_patcher(comfy.supported_models.SD3(config))
+
+
+def flux_conditioning(seed: int, tokens: int = 8, guidance: float = 3.5):
+    generator = torch.Generator().manual_seed(seed)
+    context = torch.randn(1, tokens, 32, generator=generator)
+    pooled = torch.randn(1, 16, generator=generator)
+    return [[context, {"pooled_output": pooled, "guidance": guidance}]]
