@@ -1,0 +1,56 @@
+# ComfyUI-RALU developer tasks. Everything made here (the ComfyUI host, its venv, the random-weight
+# test models) lives under .comfy/, which git ignores; see scripts/setup.sh and tests/models/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PORT ?= 8188
+# Random-weight models in ComfyUI's folder layout (diffusion_models/, text_encoders/, vae/, vae_approx/).
+MODELS_DIR ?= $(CURDIR)/.comfy/test-models
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-m 'not server' -x"`.
+PYTEST_ARGS ?=
+
+# The host that scripts/setup.sh wrote to .comfy/host: line 1 the ComfyUI folder, line 2 its python.
+# Read by the shell when a recipe runs (after `setup`), so a clean clone works in one `make test`.
+HOST_FILE := $(CURDIR)/.comfy/host
+COMFY_DIR = "$$(sed -n 1p $(HOST_FILE))"
+PY = "$$(sed -n 2p $(HOST_FILE))"
+
+.PHONY: help setup models serve test lint
+
+help:
+	@echo "make setup   ComfyUI host + venv under .comfy/ (COMFYUI_DIR=/path uses an existing ComfyUI)"
+	@echo "make models  build the random-weight test models into $(MODELS_DIR) (cached)"
+	@echo "make serve   ComfyUI with this pack on the CPU at http://127.0.0.1:$(PORT) (PORT=...)"
+	@echo "make test    setup + models + the whole pytest suite"
+	@echo "make lint    ruff check"
+
+setup:
+	bash scripts/setup.sh
+
+models: setup
+	$(PY) -m tests.models --dir "$(MODELS_DIR)"
+
+# The host's own base folder (the pack is linked into its custom_nodes by setup), headless on the CPU,
+# with the test models visible through the extra_model_paths.yaml that `models` writes next to them.
+serve: models
+	cd $(COMFY_DIR) && exec $(PY) main.py --cpu --listen 127.0.0.1 --port $(PORT) --disable-api-nodes \
+		--extra-model-paths-config "$(MODELS_DIR)/extra_model_paths.yaml"
+
+test: models
+	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(MODELS_DIR)" $(PY) -m pytest tests $(PYTEST_ARGS)
+
+lint:
+	@if [ -f "$(HOST_FILE)" ]; then set -x; $(PY) -m ruff check .; else set -x; ruff check .; fi
+
+# ---------------------------------------------------------------------------------------------------
+# demo: RESERVED. The `demo` target is written by its owner and goes here (it may use $(PY),
+# $(COMFY_DIR), $(MODELS_DIR) and `models`; outputs belong in demo_output/, which git ignores).
+# ---------------------------------------------------------------------------------------------------
+# Extra arguments for scripts/demo.py, e.g. `make demo DEMO_ARGS="--size 512"` or "--models test".
+DEMO_ARGS ?=
+
+.PHONY: demo
+# The shipped RALU 4x / 7x workflows and the plain 50-step comparison through a real server's HTTP API;
+# pictures and a timing table in demo_output/. Test models unless COMFYUI_DIR has the FLUX.1-dev files.
+demo: setup models
+	$(PY) scripts/demo.py --models-dir "$(MODELS_DIR)" $(DEMO_ARGS)

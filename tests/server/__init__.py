@@ -1,0 +1,1 @@
+"""Tests against the real ComfyUI server (the `comfy_host` fixture); all marked `server`."""
