@@ -54,9 +54,12 @@ def model_family(model) -> str:
 
 def check_latent(samples: torch.Tensor) -> None:
     if samples.ndim != 4:
-        raise RaluInputError(f"RALU KSampler needs an image latent (B, C, H, W); got shape {tuple(samples.shape)}.")
+        raise RaluInputError(
+            f"RALU KSampler needs an image latent (B, C, H, W); got shape {tuple(samples.shape)}."
+        )
     height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
     if height % PIXELS_PER_LOW_RES_TOKEN or width % PIXELS_PER_LOW_RES_TOKEN:
+
         def near(v: int) -> str:
             lo = v // PIXELS_PER_LOW_RES_TOKEN * PIXELS_PER_LOW_RES_TOKEN
             return f"{lo} or {lo + PIXELS_PER_LOW_RES_TOKEN}" if lo else str(PIXELS_PER_LOW_RES_TOKEN)
@@ -73,7 +76,10 @@ def check_conditioning(positive, negative) -> None:
         for _, options in conditioning:
             for key, why in CONDITIONING_REFUSALS.items():
                 if options.get(key) is not None:
-                    raise RaluInputError(f"RALU KSampler cannot use the {label} prompt's {why}. Remove it, or use a plain KSampler.")
+                    raise RaluInputError(
+                        f"RALU KSampler cannot use the {label} prompt's {why}. "
+                        "Remove it, or use a plain KSampler."
+                    )
 
 
 class StageIds:
@@ -103,6 +109,11 @@ class StageIds:
 
 def clone_for_ralu(model) -> tuple[object, StageIds]:
     clone = model.clone()
+    if not hasattr(clone, "set_model_post_input_patch"):
+        raise RaluInputError(
+            "RALU KSampler needs a ComfyUI whose models take post_input patches "
+            "(0.3.75 or newer): update ComfyUI."
+        )
     stage_ids = StageIds()
     clone.set_model_post_input_patch(stage_ids)
     return clone, stage_ids
@@ -149,6 +160,7 @@ def forced_cells(mask: torch.Tensor | None, rows: int, cols: int, batch: int) ->
 
 def model_caller(model_k, extra_args: dict, stage_ids: StageIds):
     """Adapts ComfyUI's denoiser to `predict_x0(tokens, ids, grid, sigma)` of `ralu.sampler`."""
+
     def predict_x0(tokens: torch.Tensor, ids: torch.Tensor, grid, sigma: float) -> torch.Tensor:
         comfy.model_management.throw_exception_if_processing_interrupted()
         s_in = tokens.new_ones([tokens.shape[0]]) * sigma
@@ -197,18 +209,36 @@ class RaluRun:
     result: RaluResult | None = None
 
 
-def run_ralu_ksampler(model, positive, negative, latent: dict, plan: Plan, vae, seed: int, cfg: float,
-                      mask: torch.Tensor | None, edge_source: str, faithful_gray: bool):
+def run_ralu_ksampler(
+    model,
+    positive,
+    negative,
+    latent: dict,
+    plan: Plan,
+    vae,
+    seed: int,
+    cfg: float,
+    mask: torch.Tensor | None,
+    edge_source: str,
+    faithful_gray: bool,
+):
     """Samples `latent` with RALU; returns (the LATENT dict, the early-upsample MASK, the run's result)."""
     model_family(model)
     if "noise_mask" in latent:
-        raise RaluInputError("RALU KSampler does not inpaint: the latent has a noise mask (from "
-                             "SetLatentNoiseMask or VAEEncodeForInpaint). Use a plain KSampler for inpainting.")
+        raise RaluInputError(
+            "RALU KSampler does not inpaint: the latent has a noise mask (from "
+            "SetLatentNoiseMask or VAEEncodeForInpaint). Use a plain KSampler for inpainting."
+        )
     check_conditioning(positive, negative)
     if edge_source == "vae" and vae is None:
         raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(samples)
+    if torch.count_nonzero(samples):
+        raise RaluInputError(
+            "RALU KSampler generates from pure noise, so it would ignore the picture in this "
+            "latent. Connect an empty latent (EmptySD3LatentImage); for img2img use a plain KSampler."
+        )
 
     patched, stage_ids = clone_for_ralu(model)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
@@ -225,8 +255,16 @@ def run_ralu_ksampler(model, positive, negative, latent: dict, plan: Plan, vae, 
     # The real per-stage schedules, so that patches reading `sample_sigmas` see what is sampled.
     sigmas = torch.cat(plan_sigmas(plan)).float()
     out = comfy.sample.sample_custom(
-        patched, noise, cfg, sampler, sigmas, positive, negative, samples,
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+        patched,
+        noise,
+        cfg,
+        sampler,
+        sigmas,
+        positive,
+        negative,
+        samples,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=seed,
     )
     result = run.result
     rows, cols = result.low_res_grid

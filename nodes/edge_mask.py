@@ -16,23 +16,46 @@ class RALUEdgeMask(io.ComfyNode):
             node_id="RALUEdgeMask",
             display_name="RALU Edge Mask",
             category="sampling/RALU",
-            description="Shows which regions RALU upsamples early for a picture: the 32x32-pixel cells with the "
-                        "most Canny edges, plus any regions you force.",
+            description="Shows which regions RALU upsamples early for a picture: the 32x32-pixel cells "
+            "with the most Canny edges, plus any regions you force.",
             inputs=[
-                io.Image.Input("image", tooltip="A picture at the size you will generate (width and height multiples "
-                                                "of 32). It is halved first, as RALU sees its stage-1 result."),
-                RaluPlan.Input("plan", optional=True, tooltip="Takes the early upsample ratio from this plan; "
-                                                              "without it, up_ratio below is used."),
-                io.Float.Input("up_ratio", default=0.3, min=0.0, max=1.0, step=0.01,
-                               tooltip="Fraction of cells upsampled early, when no plan is connected."),
-                io.Mask.Input("force_mask", optional=True,
-                              tooltip="Regions always upsampled early (e.g. faces), in addition to the edge cells."),
-                io.Boolean.Input("faithful_gray", default=True, label_on="reference", label_off="full range",
-                                 tooltip="reference: gray clipped as the reference code does (everything darker than "
-                                         "mid-grey is flat); full range: edges in dark regions count too."),
+                io.Image.Input(
+                    "image",
+                    tooltip="A picture at the size you will generate (width and height multiples "
+                    "of 32). It is halved first, as RALU sees its stage-1 result.",
+                ),
+                RaluPlan.Input(
+                    "plan",
+                    optional=True,
+                    tooltip="Takes the early upsample ratio from this plan; "
+                    "without it, up_ratio below is used.",
+                ),
+                io.Float.Input(
+                    "up_ratio",
+                    default=0.3,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Fraction of cells upsampled early, when no plan is connected.",
+                ),
+                io.Mask.Input(
+                    "force_mask",
+                    optional=True,
+                    tooltip="Regions always upsampled early (e.g. faces), in addition to the edge cells.",
+                ),
+                io.Boolean.Input(
+                    "faithful_gray",
+                    default=True,
+                    label_on="reference",
+                    label_off="full range",
+                    tooltip="reference: gray clipped as the reference code does (everything darker than "
+                    "mid-grey is flat); full range: edges in dark regions count too.",
+                ),
             ],
             outputs=[
-                io.Mask.Output(display_name="mask", tooltip="1 on the cells upsampled early, at the picture's size."),
+                io.Mask.Output(
+                    display_name="mask", tooltip="1 on the cells upsampled early, at the picture's size."
+                ),
                 io.Image.Output(display_name="edges", tooltip="The Canny edge map the cells were scored on."),
             ],
         )
@@ -41,9 +64,11 @@ class RALUEdgeMask(io.ComfyNode):
     def execute(cls, image, up_ratio, faithful_gray, plan=None, force_mask=None) -> io.NodeOutput:
         batch, height, width = image.shape[:3]
         if height % FULL_RES_CELL or width % FULL_RES_CELL:
-            raise ValueError(f"RALU Edge Mask needs a picture whose width and height are multiples of "
-                             f"{FULL_RES_CELL} pixels, as RALU generates them; got {width}x{height}. "
-                             f"Crop or scale it first (e.g. ImageScale).")
+            raise ValueError(
+                f"RALU Edge Mask needs a picture whose width and height are multiples of "
+                f"{FULL_RES_CELL} pixels, as RALU generates them; got {width}x{height}. "
+                f"Crop or scale it first (e.g. ImageScale)."
+            )
         rows, cols = height // FULL_RES_CELL, width // FULL_RES_CELL
         ratio = up_ratio if plan is None else plan.up_ratio
         edges, scores = edge_map_and_scores(half_resolution(image.cpu()), faithful_gray)

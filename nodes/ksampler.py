@@ -11,31 +11,62 @@ class RALUKSampler(io.ComfyNode):
             node_id="RALUKSampler",
             display_name="RALU KSampler",
             category="sampling/RALU",
-            description="Samples a FLUX image in three stages (low-res, edges upsampled early, full-res) for a "
-                        "4-7x speed-up over the plain step count.",
+            description="Samples a FLUX image in three stages (low-res, edges upsampled early, full-res) "
+            "for a 4-7x speed-up over the plain step count.",
             inputs=[
-                io.Model.Input("model", tooltip="A FLUX.1 model (dev, schnell or a fine-tune); LoRAs and model "
-                                                "patches apply as with any KSampler."),
+                io.Model.Input(
+                    "model",
+                    tooltip="A FLUX.1 model (dev, schnell or a fine-tune); LoRAs and model "
+                    "patches apply as with any KSampler.",
+                ),
                 io.Conditioning.Input("positive", tooltip="What the picture should show."),
                 io.Conditioning.Input("negative", tooltip="What to avoid; only used when cfg is above 1."),
-                io.Latent.Input("latent_image", tooltip="An empty latent of the final size (width and height "
-                                                        "multiples of 32 pixels); its batch size is kept."),
+                io.Latent.Input(
+                    "latent_image",
+                    tooltip="An empty latent of the final size (width and height "
+                    "multiples of 32 pixels); its batch size is kept.",
+                ),
                 RaluPlan.Input("plan", tooltip="Stages, steps and shifts from RALU Stage Planner."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the initial noise and of the noise added back at each stage change."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale. FLUX.1-dev uses 1.0 with FluxGuidance; "
-                                       "above 1 the negative prompt is evaluated too (twice the cost)."),
-                io.Combo.Input("edge_source", options=["vae", "latent"], default="vae",
-                               tooltip="vae: decode the stage-1 estimate with the VAE and find edges there (the "
-                                       "paper's way); latent: use ComfyUI's preview colours, no decode (faster, "
-                                       "rougher)."),
-                io.Boolean.Input("faithful_gray", default=True, label_on="reference", label_off="full range",
-                                 tooltip="reference: gray clipped as the reference code does (everything darker "
-                                         "than mid-grey is flat); full range: edges in dark regions count too."),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="Seed of the initial noise and of the noise added back at each stage change.",
+                ),
+                io.Float.Input(
+                    "cfg",
+                    default=1.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="Classifier-free guidance scale. FLUX.1-dev uses 1.0 with FluxGuidance; "
+                    "above 1 the negative prompt is evaluated too (twice the cost).",
+                ),
+                io.Combo.Input(
+                    "edge_source",
+                    options=["vae", "latent"],
+                    default="vae",
+                    tooltip="vae: decode the stage-1 estimate with the VAE and find edges there (the "
+                    "paper's way); latent: use ComfyUI's preview colours, no decode (faster, "
+                    "rougher).",
+                ),
+                io.Boolean.Input(
+                    "faithful_gray",
+                    default=True,
+                    label_on="reference",
+                    label_off="full range",
+                    tooltip="reference: gray clipped as the reference code does (everything darker "
+                    "than mid-grey is flat); full range: edges in dark regions count too.",
+                ),
                 io.Vae.Input("vae", optional=True, tooltip="The VAE of the model, for edge_source 'vae'."),
-                io.Mask.Input("force_mask", optional=True,
-                              tooltip="Regions always upsampled early (e.g. faces), in addition to the edges."),
+                io.Mask.Input(
+                    "force_mask",
+                    optional=True,
+                    tooltip="Regions always upsampled early (e.g. faces), in addition to the edges.",
+                ),
             ],
             outputs=[
                 io.Latent.Output(display_name="LATENT", tooltip="The full-resolution result."),
@@ -44,12 +75,36 @@ class RALUKSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent_image, plan, seed, cfg, edge_source, faithful_gray,
-                vae=None, force_mask=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        positive,
+        negative,
+        latent_image,
+        plan,
+        seed,
+        cfg,
+        edge_source,
+        faithful_gray,
+        vae=None,
+        force_mask=None,
+    ) -> io.NodeOutput:
         latent, early, result = run_ralu_ksampler(
-            model, positive, negative, latent_image, plan, vae, seed, cfg, force_mask, edge_source, faithful_gray,
+            model,
+            positive,
+            negative,
+            latent_image,
+            plan,
+            vae,
+            seed,
+            cfg,
+            force_mask,
+            edge_source,
+            faithful_gray,
         )
         l1, l2, l3 = result.tokens_per_stage
-        summary = (f"tokens per stage: {l1}, {l2}, {l3}; model calls per stage: "
-                   f"{', '.join(map(str, result.calls_per_stage))}")
+        summary = (
+            f"tokens per stage: {l1}, {l2}, {l3}; model calls per stage: "
+            f"{', '.join(map(str, result.calls_per_stage))}"
+        )
         return io.NodeOutput(latent, early, ui=ui.PreviewText(summary))

@@ -30,43 +30,145 @@ class RALUStagePlanner(io.ComfyNode):
             display_name="RALU Stage Planner",
             category="sampling/RALU",
             description="Chooses how RALU splits sampling into a low-res, a mixed and a full-res stage, "
-                        "and estimates the speed-up.",
+            "and estimates the speed-up.",
             inputs=[
-                io.Combo.Input("preset", options=[*PRESETS, CUSTOM], default="flux_4x",
-                               tooltip="flux_4x / flux_7x: the reference code's FLUX.1-dev plans; flux_5x: the "
-                                       "paper's; sd3_2x / sd3_3x: the paper's SD3 Medium plans; custom: your own "
-                                       "steps and stage ends below."),
-                io.Int.Input("n1", default=5, min=1, max=200, tooltip="Euler steps of stage 1 (low resolution)." + custom_only),
-                io.Int.Input("n2", default=6, min=1, max=200, tooltip="Euler steps of stage 2 (edges at full resolution)." + custom_only),
-                io.Int.Input("n3", default=7, min=1, max=200, tooltip="Euler steps of stage 3 (full resolution)." + custom_only),
-                io.Float.Input("e1", default=0.3, min=0.01, max=0.99, step=0.01,
-                               tooltip="Progress (0 = noise, 1 = clean) at which stage 1 ends." + custom_only),
-                io.Float.Input("e2", default=0.45, min=0.01, max=0.99, step=0.01,
-                               tooltip="Progress at which stage 2 ends; must be greater than e1." + custom_only),
-                io.Float.Input("up_ratio", default=0.3, min=0.0, max=1.0, step=0.01,
-                               tooltip="Fraction of low-res tokens (those with the most edges) upsampled early, "
-                                       "at the end of stage 1." + custom_only),
-                io.Combo.Input("shifts", options=[SOLVE, MANUAL], default=SOLVE,
-                               tooltip="solve: per-stage time shifts and Z by noise-timestep distribution matching "
-                                       "(NT-DM, as the paper); manual: the values below." + custom_only),
-                io.Float.Input("h1", default=3.0, min=0.5, max=10.0, step=0.001, tooltip="Time shift of stage 1, with shifts 'manual'."),
-                io.Float.Input("h2", default=3.0, min=0.5, max=10.0, step=0.001, tooltip="Time shift of stage 2, with shifts 'manual'."),
-                io.Float.Input("h3", default=3.0, min=0.5, max=10.0, step=0.001, tooltip="Time shift of stage 3, with shifts 'manual'."),
-                io.Float.Input("z", default=6.0, min=1.01, max=100.0, step=0.001,
-                               tooltip="Z (1/sqrt(c) in the paper): how much noise each stage change adds back, "
-                                       "with shifts 'manual'."),
-                io.Combo.Input("estimate_for", options=["flux", "sd3"], default="flux",
-                               tooltip="Model family for a custom plan's speed-up estimate (FLUX.1-dev vs 50 steps, "
-                                       "SD3 Medium vs 28 steps); presets use their own family."),
-                io.Int.Input("width", default=1024, min=256, max=8192, step=32, tooltip="Image width for the estimate."),
-                io.Int.Input("height", default=1024, min=256, max=8192, step=32, tooltip="Image height for the estimate."),
+                io.Combo.Input(
+                    "preset",
+                    options=[*PRESETS, CUSTOM],
+                    default="flux_4x",
+                    tooltip="flux_4x / flux_7x: the reference code's FLUX.1-dev plans; flux_5x: the "
+                    "paper's; sd3_2x / sd3_3x: the paper's SD3 Medium plans; custom: your own "
+                    "steps and stage ends below.",
+                ),
+                io.Int.Input(
+                    "n1",
+                    default=5,
+                    min=1,
+                    max=200,
+                    tooltip="Euler steps of stage 1 (low resolution)." + custom_only,
+                ),
+                io.Int.Input(
+                    "n2",
+                    default=6,
+                    min=1,
+                    max=200,
+                    tooltip="Euler steps of stage 2 (edges at full resolution)." + custom_only,
+                ),
+                io.Int.Input(
+                    "n3",
+                    default=7,
+                    min=1,
+                    max=200,
+                    tooltip="Euler steps of stage 3 (full resolution)." + custom_only,
+                ),
+                io.Float.Input(
+                    "e1",
+                    default=0.3,
+                    min=0.01,
+                    max=0.99,
+                    step=0.01,
+                    tooltip="Progress (0 = noise, 1 = clean) at which stage 1 ends." + custom_only,
+                ),
+                io.Float.Input(
+                    "e2",
+                    default=0.45,
+                    min=0.01,
+                    max=0.99,
+                    step=0.01,
+                    tooltip="Progress at which stage 2 ends; must be greater than e1." + custom_only,
+                ),
+                io.Float.Input(
+                    "up_ratio",
+                    default=0.3,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Fraction of low-res tokens (those with the most edges) upsampled early, "
+                    "at the end of stage 1." + custom_only,
+                ),
+                io.Combo.Input(
+                    "shifts",
+                    options=[SOLVE, MANUAL],
+                    default=SOLVE,
+                    tooltip="solve: per-stage time shifts and Z by noise-timestep distribution matching "
+                    "(NT-DM, as the paper); manual: the values below." + custom_only,
+                ),
+                io.Float.Input(
+                    "h1",
+                    default=3.0,
+                    min=0.5,
+                    max=10.0,
+                    step=0.001,
+                    tooltip="Time shift of stage 1, with shifts 'manual'.",
+                ),
+                io.Float.Input(
+                    "h2",
+                    default=3.0,
+                    min=0.5,
+                    max=10.0,
+                    step=0.001,
+                    tooltip="Time shift of stage 2, with shifts 'manual'.",
+                ),
+                io.Float.Input(
+                    "h3",
+                    default=3.0,
+                    min=0.5,
+                    max=10.0,
+                    step=0.001,
+                    tooltip="Time shift of stage 3, with shifts 'manual'.",
+                ),
+                io.Float.Input(
+                    "z",
+                    default=6.0,
+                    min=1.01,
+                    max=100.0,
+                    step=0.001,
+                    tooltip="Z (1/sqrt(c) in the paper): how much noise each stage change adds back, "
+                    "with shifts 'manual'.",
+                ),
+                io.Combo.Input(
+                    "estimate_for",
+                    options=["flux", "sd3"],
+                    default="flux",
+                    tooltip="Model family for a custom plan's speed-up estimate (FLUX.1-dev vs 50 steps, "
+                    "SD3 Medium vs 28 steps); presets use their own family.",
+                ),
+                io.Int.Input(
+                    "width", default=1024, min=256, max=8192, step=32, tooltip="Image width for the estimate."
+                ),
+                io.Int.Input(
+                    "height",
+                    default=1024,
+                    min=256,
+                    max=8192,
+                    step=32,
+                    tooltip="Image height for the estimate.",
+                ),
             ],
-            outputs=[RaluPlan.Output(display_name="plan", tooltip="The plan, for RALU KSampler and RALU Edge Mask.")],
+            outputs=[
+                RaluPlan.Output(
+                    display_name="plan", tooltip="The plan, for RALU KSampler and RALU Edge Mask."
+                )
+            ],
         )
 
     @classmethod
-    def validate_inputs(cls, preset=None, n1=None, n2=None, n3=None, e1=None, e2=None, up_ratio=None,
-                        shifts=None, h1=None, h2=None, h3=None, z=None, **_) -> bool | str:
+    def validate_inputs(
+        cls,
+        preset=None,
+        n1=None,
+        n2=None,
+        n3=None,
+        e1=None,
+        e2=None,
+        up_ratio=None,
+        shifts=None,
+        h1=None,
+        h2=None,
+        h3=None,
+        z=None,
+        **_,
+    ) -> bool | str:
         values = (n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z)
         if preset != CUSTOM or any(v is None for v in values):
             return True  # presets are valid; linked values are checked when the node runs
@@ -77,8 +179,9 @@ class RALUStagePlanner(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, preset, n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z, estimate_for, width,
-                height) -> io.NodeOutput:
+    def execute(
+        cls, preset, n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z, estimate_for, width, height
+    ) -> io.NodeOutput:
         if preset == CUSTOM:
             plan = make_plan(**custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z))
         else:

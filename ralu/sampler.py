@@ -106,7 +106,10 @@ def sample_ralu(
     l1 = tokens.shape[1]
     all_coarse = rows * cols
     tokens, x0 = _euler_stage(
-        tokens, ids, (rows, cols), sigmas[0],
+        tokens,
+        ids,
+        (rows, cols),
+        sigmas[0],
         *stage_hooks(0, lambda t: scatter_to_grid(t, ids, all_coarse, 2 * rows, 2 * cols)),
     )
 
@@ -122,7 +125,10 @@ def sample_ralu(
     tokens = renoise(tokens, plan.betas[0], plan.alphas[0], noise_2.to(tokens))
     l2 = tokens.shape[1]
     tokens, _ = _euler_stage(
-        tokens, ids, None, sigmas[1],
+        tokens,
+        ids,
+        None,
+        sigmas[1],
         *stage_hooks(1, lambda t: scatter_to_grid(t, ids, n_coarse, 2 * rows, 2 * cols)),
     )
 
@@ -132,7 +138,10 @@ def sample_ralu(
     tokens = renoise(tokens, plan.betas[1], plan.alphas[1], noise_3.to(tokens))
     tokens, ids = sort_raster(tokens, ids)
     tokens, _ = _euler_stage(
-        tokens, ids, (2 * rows, 2 * cols), sigmas[2],
+        tokens,
+        ids,
+        (2 * rows, 2 * cols),
+        sigmas[2],
         *stage_hooks(2, lambda t: unpatchify(t, height, width)),
     )
 

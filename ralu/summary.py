@@ -6,8 +6,9 @@ from .cost import SpeedupEstimate
 from .plan import Plan
 
 
-def describe_plan(plan: Plan, estimate: SpeedupEstimate, family: str, width: int, height: int,
-                  baseline_steps: int) -> str:
+def describe_plan(
+    plan: Plan, estimate: SpeedupEstimate, family: str, width: int, height: int, baseline_steps: int
+) -> str:
     starts = plan.starts
     lines = [f"RALU plan '{plan.name}': {plan.total_steps} steps, early upsample ratio {plan.up_ratio:g}"]
     full_tokens = estimate.tokens[2]

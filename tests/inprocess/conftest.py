@@ -5,18 +5,14 @@ import sys
 
 import pytest
 
-from tests.comfy_path import REPO_ROOT, HostNotFound, ensure
-
-try:
-    ensure()
-except HostNotFound as missing:
-    pytest.skip(str(missing), allow_module_level=True)
+from tests.comfy_path import REPO_ROOT
 
 PACK_NAME = "comfyui_ralu_under_test"
 
 
-def load_pack():
-    """Imports the pack the way ComfyUI does: as a package named after its folder."""
+@pytest.fixture(scope="session")
+def pack(comfy_inprocess):
+    """The pack imported the way ComfyUI does: as a package named after its folder."""
     if PACK_NAME not in sys.modules:
         spec = importlib.util.spec_from_file_location(
             PACK_NAME, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
@@ -28,21 +24,14 @@ def load_pack():
 
 
 @pytest.fixture(scope="session")
-def pack():
-    return load_pack()
-
-
-@pytest.fixture(scope="session")
-def tiny_flux():
+def tiny_flux(comfy_inprocess):
     from tiny_models import build_tiny_flux
 
     return build_tiny_flux()
 
 
 @pytest.fixture(scope="session")
-def tiny_sd3():
+def tiny_sd3(comfy_inprocess):
     from tiny_models import build_tiny_sd3
 
     return build_tiny_sd3()
-
-

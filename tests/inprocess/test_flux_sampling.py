@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from tiny_models import flux_conditioning
 
 
@@ -36,12 +35,32 @@ def recorded(model):
     return clone, recorder
 
 
-def run(pack, model, plan, seed=1, cfg=1.0, batch=1, size=256, mask=None, positive=None, negative=None,
-        latent=None):
+def run(
+    pack,
+    model,
+    plan,
+    seed=1,
+    cfg=1.0,
+    batch=1,
+    size=256,
+    mask=None,
+    positive=None,
+    negative=None,
+    latent=None,
+):
     glue, _ = ralu_modules(pack)
     return glue.run_ralu_ksampler(
-        model, positive or flux_conditioning(0), negative or flux_conditioning(1), latent or empty_latent(batch, size),
-        plan, None, seed, cfg, mask, "latent", True,
+        model,
+        positive or flux_conditioning(0),
+        negative or flux_conditioning(1),
+        latent or empty_latent(batch, size),
+        plan,
+        None,
+        seed,
+        cfg,
+        mask,
+        "latent",
+        True,
     )
 
 
@@ -145,8 +164,18 @@ def test_the_shared_model_is_left_unpatched(pack, tiny_flux):
 
     def plain():
         noise = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(9))
-        return comfy.sample.sample(tiny_flux, noise, 3, 1.0, "euler", "simple", flux_conditioning(0),
-                                   flux_conditioning(1), torch.zeros(1, 16, 32, 32), seed=9)
+        return comfy.sample.sample(
+            tiny_flux,
+            noise,
+            3,
+            1.0,
+            "euler",
+            "simple",
+            flux_conditioning(0),
+            flux_conditioning(1),
+            torch.zeros(1, 16, 32, 32),
+            seed=9,
+        )
 
     reference = plain()
     run(pack, tiny_flux, plan_mod.PRESETS["flux_4x"])
@@ -159,12 +188,14 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
     plan = plan_mod.PRESETS["flux_7x"]
     with pytest.raises(glue.RaluInputError, match="multiples of 32 pixels.*got 248x256.*224 or 256"):
         run(pack, tiny_flux, plan, latent={"samples": torch.zeros(1, 16, 32, 31)})
+    area = flux_conditioning(0)
+    area[0][1]["area"] = (8, 8, 0, 0)
     with pytest.raises(glue.RaluInputError, match="area conditioning"):
-        area = flux_conditioning(0)
-        area[0][1]["area"] = (8, 8, 0, 0)
         run(pack, tiny_flux, plan, positive=area)
     with pytest.raises(glue.RaluInputError, match="does not inpaint"):
         run(pack, tiny_flux, plan, latent={**empty_latent(), "noise_mask": torch.ones(1, 256, 256)})
+    with pytest.raises(glue.RaluInputError, match="ignore the picture in this latent"):
+        run(pack, tiny_flux, plan, latent={"samples": torch.ones(1, 16, 32, 32)})
     with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*this model is SD3"):
         run(pack, tiny_sd3, plan)
 
@@ -179,3 +210,25 @@ def test_interrupt_stops_the_run(pack, tiny_flux):
             run(pack, tiny_flux, plan_mod.PRESETS["flux_7x"])
     finally:
         comfy.model_management.interrupt_current_processing(False)
+
+
+def test_one_progress_bar_over_all_stages_with_full_res_previews(pack, tiny_flux):
+    import comfy.utils
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_4x"]
+    updates = []
+    previous_method = args.preview_method
+    args.preview_method = LatentPreviewMethod.Latent2RGB
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview, node_id=None: updates.append((value, total, preview))
+    )
+    try:
+        run(pack, tiny_flux, plan)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        args.preview_method = previous_method
+    assert [(value, total) for value, total, _ in updates] == [(i + 1, 18) for i in range(18)]
+    # Latent2RGB previews are one pixel per latent pixel: every stage shows the whole 256x256 picture.
+    assert {preview[1].size for _, _, preview in updates} == {(32, 32)}

@@ -3,9 +3,21 @@
 import torch
 
 TINY_FLUX = dict(
-    image_model="flux", in_channels=16, out_channels=16, vec_in_dim=16, context_in_dim=32,
-    hidden_size=128, mlp_ratio=4.0, num_heads=4, depth=1, depth_single_blocks=1,
-    axes_dim=[4, 14, 14], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True,
+    image_model="flux",
+    in_channels=16,
+    out_channels=16,
+    vec_in_dim=16,
+    context_in_dim=32,
+    hidden_size=128,
+    mlp_ratio=4.0,
+    num_heads=4,
+    depth=1,
+    depth_single_blocks=1,
+    axes_dim=[4, 14, 14],
+    theta=10000,
+    patch_size=2,
+    qkv_bias=True,
+    guidance_embed=True,
 )
 
 
@@ -15,7 +27,7 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
         for name, param in module.named_parameters():
             if param.ndim >= 2:
                 fan_in = param[0].numel()
-                param.copy_(torch.randn(param.shape, generator=generator) / fan_in ** 0.5)
+                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
             elif name.endswith("scale"):
                 param.fill_(1.0)
             else:
@@ -47,9 +59,18 @@ def build_tiny_flux():
 def build_tiny_sd3():
     import comfy.supported_models
 
-    config = dict(in_channels=16, patch_size=2, depth=2, adm_in_channels=32, pos_embed_max_size=16,
-                  num_patches=256, context_embedder_config={"target": "torch.nn.Linear",
-                                                            "params": {"in_features": 32, "out_features": 128}})
+    config = dict(
+        in_channels=16,
+        patch_size=2,
+        depth=2,
+        adm_in_channels=32,
+        pos_embed_max_size=16,
+        num_patches=256,
+        context_embedder_config={
+            "target": "torch.nn.Linear",
+            "params": {"in_features": 32, "out_features": 128},
+        },
+    )
     return build_patcher(comfy.supported_models.SD3(config))
 
 
