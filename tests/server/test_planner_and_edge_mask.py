@@ -1,0 +1,121 @@
+"""RALU Stage Planner and RALU Edge Mask in the real host, driven over its HTTP API."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+NODE_IDS = {
+    "RALUStagePlanner": "RALU Stage Planner",
+    "RALUEdgeMask": "RALU Edge Mask",
+    "RALUKSampler": "RALU KSampler",
+}
+SIZE = 256  # an 8x8 grid of 32-pixel cells
+EDGE_CELLS = {(r, c) for r in range(2, 6) for c in range(2, 6)} - {(r, c) for r in (3, 4) for c in (3, 4)}
+
+
+@pytest.fixture(scope="module")
+def square_image(comfy_host) -> str:
+    """A white square whose sides run through the middles of cells 2 and 5: its edges touch 12 cells."""
+    pixels = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
+    pixels[80:176, 80:176] = 255
+    comfy_host.input_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(comfy_host.input_dir / "ralu_square.png")
+    return "ralu_square.png"
+
+
+def planner(preset="flux_4x", **custom):
+    inputs = dict(
+        preset=preset,
+        n1=5,
+        n2=6,
+        n3=7,
+        e1=0.3,
+        e2=0.45,
+        up_ratio=0.3,
+        shifts="solve (NT-DM)",
+        h1=3.0,
+        h2=3.0,
+        h3=3.0,
+        z=6.0,
+        estimate_for="flux",
+        width=1024,
+        height=1024,
+    )
+    inputs.update(custom)
+    return {"class_type": "RALUStagePlanner", "inputs": inputs}
+
+
+def edge_mask_prompt(image_name: str, plan=None, up_ratio=0.3) -> dict:
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        "2": {
+            "class_type": "RALUEdgeMask",
+            "inputs": {"image": ["1", 0], "up_ratio": up_ratio, "faithful_gray": True},
+        },
+        "3": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "ralu_mask"}},
+    }
+    if plan is not None:
+        prompt["5"] = plan
+        prompt["2"]["inputs"]["plan"] = ["5", 0]
+    return prompt
+
+
+def saved_image(comfy_host, entry) -> Image.Image:
+    """The SaveImage node's picture (the Edge Mask node shows a preview of its own too)."""
+    [image] = comfy_host.output_images({"outputs": {"4": entry["outputs"]["4"]}})
+    return image
+
+
+def selected_cells(image: Image.Image) -> set:
+    mask = np.asarray(image.convert("L")) > 127
+    cells = mask.reshape(SIZE // 32, 32, SIZE // 32, 32)
+    assert (cells.all(axis=(1, 3)) == cells.any(axis=(1, 3))).all(), "mask is not whole 32-pixel cells"
+    rows, cols = np.nonzero(cells.any(axis=(1, 3)))
+    return set(zip(rows.tolist(), cols.tolist()))
+
+
+def test_the_pack_registers_its_nodes_with_tooltips(comfy_host):
+    info = comfy_host.object_info()
+    for node_id, display_name in NODE_IDS.items():
+        node = info[node_id]
+        assert node["display_name"] == display_name
+        assert node["category"] == "sampling/RALU"
+        for section in ("required", "optional"):
+            for name, (_, options) in node["input"].get(section, {}).items():
+                assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
+    assert "IMPORT FAILED" not in comfy_host.log_text().split("ComfyUI-RALU")[0][-300:]
+
+
+def test_edge_mask_marks_exactly_the_cells_on_the_edges(comfy_host, square_image):
+    entry = comfy_host.run(edge_mask_prompt(square_image, up_ratio=12 / 64))
+    image = saved_image(comfy_host, entry)
+    assert image.size == (SIZE, SIZE)
+    assert selected_cells(image) == EDGE_CELLS
+
+
+def test_edge_mask_takes_the_ratio_from_a_plan(comfy_host, square_image):
+    entry = comfy_host.run(edge_mask_prompt(square_image, plan=planner("flux_4x")))
+    image = saved_image(comfy_host, entry)
+    cells = selected_cells(image)
+    assert len(cells) == int(64 * 0.3)
+    assert cells >= EDGE_CELLS
+
+
+def test_planner_shows_its_summary(comfy_host, square_image):
+    prompt = edge_mask_prompt(
+        square_image, plan=planner("custom", n1=4, n2=4, n3=6, e1=0.25, e2=0.5, up_ratio=0.25)
+    )
+    entry = comfy_host.run(prompt)
+    [summary] = entry["outputs"]["5"]["text"]
+    assert entry["outputs"]["2"]["images"], "the Edge Mask shows its mask on the node"
+    assert "RALU plan 'custom': 14 steps" in summary
+    assert "stage 2 (mixed): 4 steps" in summary
+    assert "estimated speed-up vs 50 steps of FLUX at 1024x1024" in summary
+
+
+def test_an_invalid_custom_plan_is_rejected_before_anything_runs(comfy_host, square_image):
+    status, body = comfy_host.submit(edge_mask_prompt(square_image, plan=planner("custom", e1=0.5, e2=0.4)))
+    assert status == 400
+    message = str(body["node_errors"]["5"])
+    assert "e2 (0.4) must be greater than e1 (0.5)" in message

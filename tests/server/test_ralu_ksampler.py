@@ -1,0 +1,197 @@
+"""RALU KSampler end to end in the real host, on the smallest FLUX its loader detects (random weights)."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+SIZE = 256
+SMALL = 128  # a 4x4 low-res grid: enough for the tests that only compare runs, at a quarter of the cost
+PLAN_NODE, SAMPLER_NODE = "6", "8"
+
+
+def ralu_prompt(models, seed=1, batch=1, cfg=1.0, preset="flux_7x", size=SIZE, prefix="ralu"):
+    return {
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": models.flux_dev, "weight_dtype": "default"},
+        },
+        "2": {
+            "class_type": "RALUTestConditioning",
+            "inputs": {"seed": 0, "tokens": 16, "family": "flux", "guidance": 3.5, "scale": 1.0},
+        },
+        "3": {
+            "class_type": "RALUTestConditioning",
+            "inputs": {"seed": 1, "tokens": 12, "family": "flux", "guidance": 3.5, "scale": 1.0},
+        },
+        "4": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": size, "height": size, "batch_size": batch},
+        },
+        "5": {"class_type": "VAELoader", "inputs": {"vae_name": models.taef1}},
+        PLAN_NODE: {
+            "class_type": "RALUStagePlanner",
+            "inputs": {
+                "preset": preset,
+                "n1": 1,
+                "n2": 1,
+                "n3": 1,
+                "e1": 0.3,
+                "e2": 0.45,
+                "up_ratio": 0.3,
+                "shifts": "solve (NT-DM)",
+                "h1": 3.0,
+                "h2": 3.0,
+                "h3": 3.0,
+                "z": 6.0,
+                "estimate_for": "flux",
+                "width": 1024,
+                "height": 1024,
+            },
+        },
+        SAMPLER_NODE: {
+            "class_type": "RALUKSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "plan": [PLAN_NODE, 0],
+                "vae": ["5", 0],
+                "seed": seed,
+                "cfg": cfg,
+                "edge_source": "vae",
+                "faithful_gray": True,
+            },
+        },
+        "9": {
+            "class_type": "SaveLatent",
+            "inputs": {"samples": [SAMPLER_NODE, 0], "filename_prefix": prefix},
+        },
+        "10": {"class_type": "VAEDecode", "inputs": {"samples": [SAMPLER_NODE, 0], "vae": ["5", 0]}},
+        "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": prefix}},
+        "12": {"class_type": "MaskToImage", "inputs": {"mask": [SAMPLER_NODE, 1]}},
+        "13": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["12", 0], "filename_prefix": prefix + "_mask"},
+        },
+    }
+
+
+def plain_prompt(models, seed, prefix):
+    """A stock KSampler on the same UNETLoader node (id 1), so the server reuses its cached model."""
+    prompt = ralu_prompt(models, size=SMALL)
+    for node in (PLAN_NODE, SAMPLER_NODE, "10", "11", "12", "13"):
+        del prompt[node]
+    prompt["7"] = {
+        "class_type": "KSampler",
+        "inputs": {
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "negative": ["3", 0],
+            "latent_image": ["4", 0],
+            "seed": seed,
+            "steps": 2,
+            "cfg": 1.0,
+            "sampler_name": "euler",
+            "scheduler": "simple",
+            "denoise": 1.0,
+        },
+    }
+    prompt["9"]["inputs"] = {"samples": ["7", 0], "filename_prefix": prefix}
+    return prompt
+
+
+def saved_latent(comfy_host, prefix) -> torch.Tensor:
+    import safetensors.torch
+
+    [path] = sorted(comfy_host.output_dir.glob(f"{prefix}_*.latent"))
+    return safetensors.torch.load_file(str(path))["latent_tensor"]
+
+
+def executed(entry, node_id) -> bool:
+    for kind, data in entry["status"]["messages"]:
+        if kind == "execution_cached" and node_id in data["nodes"]:
+            return False
+    return True
+
+
+def stage_report(entry) -> str:
+    [text] = entry["outputs"][SAMPLER_NODE]["text"]
+    return text
+
+
+def test_flux_4x_writes_an_image_with_the_plans_token_counts(comfy_host, test_models):
+    entry = comfy_host.run(ralu_prompt(test_models, preset="flux_4x", prefix="ralu_4x"), timeout=240)
+    image, mask = comfy_host.output_images({"outputs": {k: entry["outputs"][k] for k in ("11", "13")}})
+    assert image.size == (SIZE, SIZE) and mask.size == (SIZE, SIZE)
+    low_res = (SIZE // 32) ** 2
+    k = int(low_res * 0.3)
+    assert stage_report(entry) == (
+        f"tokens per stage: {low_res}, {low_res + 3 * k}, {4 * low_res}; model calls per stage: 5, 6, 7"
+    )
+    assert (np.asarray(mask.convert("L")) > 127).mean() == pytest.approx(k / low_res)
+    assert "estimated speed-up" in entry["outputs"][PLAN_NODE]["text"][0]
+
+
+def test_same_seed_same_picture_new_seed_new_picture(comfy_host, test_models):
+    first = comfy_host.run(ralu_prompt(test_models, seed=21, size=SMALL, prefix="seed_a"))
+    comfy_host.run(ralu_prompt(test_models, seed=22, size=SMALL, prefix="seed_b"))
+    again = comfy_host.run(ralu_prompt(test_models, seed=21, size=SMALL, prefix="seed_c"))
+    assert executed(first, SAMPLER_NODE) and executed(again, SAMPLER_NODE)
+    a, b, c = (saved_latent(comfy_host, p) for p in ("seed_a", "seed_b", "seed_c"))
+    assert torch.equal(a, c)
+    assert not torch.allclose(a, b)
+
+
+def test_a_batch_of_two_with_cfg_and_a_negative_prompt(comfy_host, test_models):
+    entry = comfy_host.run(
+        ralu_prompt(test_models, batch=2, cfg=2.5, size=SMALL, prefix="batch"), timeout=240
+    )
+    latent = saved_latent(comfy_host, "batch")
+    assert latent.shape == (2, 16, SMALL // 8, SMALL // 8)
+    assert not torch.allclose(latent[0], latent[1])
+    assert len(entry["outputs"]["11"]["images"]) == 2
+    assert "model calls per stage: 2, 3, 5" in stage_report(entry)
+
+
+def test_a_plain_ksampler_after_ralu_matches_a_fresh_server(comfy_host, test_models, tmp_path_factory):
+    from tests.host import start_host
+
+    comfy_host.run(ralu_prompt(test_models, seed=31, size=SMALL, prefix="before_plain"))
+    after = comfy_host.run(plain_prompt(test_models, seed=77, prefix="plain_after_ralu"))
+    assert not executed(after, "1"), "the plain run must reuse the model object RALU sampled with"
+    fresh = start_host(tmp_path_factory.mktemp("fresh-base"), test_models.dir)
+    try:
+        fresh.run(plain_prompt(test_models, seed=77, prefix="plain_fresh"))
+        reference = saved_latent(fresh, "plain_fresh")
+    finally:
+        fresh.stop()
+    assert torch.equal(saved_latent(comfy_host, "plain_after_ralu"), reference)
+
+
+def test_interrupt_stops_within_a_step_and_the_server_stays_healthy(comfy_host, test_models):
+    prompt_id = comfy_host.queue(ralu_prompt(test_models, preset="flux_4x", seed=41, prefix="interrupted"))
+    deadline = time.monotonic() + 120
+    while not comfy_host.get_json("/queue")["queue_running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(3.0)  # well into the sampling
+    comfy_host.interrupt()
+    interrupted_at = time.monotonic()
+    while (comfy_host.history(prompt_id) or {}).get("status", {}).get("completed") is None:
+        assert time.monotonic() - interrupted_at < 10, "the run did not stop after the interrupt"
+        time.sleep(0.05)
+    status = comfy_host.history(prompt_id)["status"]
+    assert status["status_str"] == "error"
+    assert any(kind == "execution_interrupted" for kind, _ in status["messages"])
+    entry = comfy_host.run(ralu_prompt(test_models, seed=42, size=SMALL, prefix="after_interrupt"))
+    assert len(entry["outputs"]["11"]["images"]) == 1
+
+
+def test_a_size_that_is_not_a_multiple_of_32_gets_a_clear_message(comfy_host, test_models):
+    status, body = comfy_host.submit(ralu_prompt(test_models, size=272, prefix="bad_size"))
+    assert status == 200
+    with pytest.raises(Exception, match="multiples of 32 pixels.*got 272x272.*256 or 288"):
+        comfy_host.wait(body["prompt_id"])
