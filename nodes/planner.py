@@ -120,7 +120,7 @@ class RALUStagePlanner(io.ComfyNode):
                 io.Float.Input(
                     "z",
                     default=6.0,
-                    min=1.01,
+                    min=2.0,  # below 2 the re-noise covariance I - 11^T / z^2 is not one
                     max=100.0,
                     step=0.001,
                     tooltip="Z (1/sqrt(c) in the paper): how much noise each stage change adds back, "
