@@ -36,7 +36,9 @@ serve: models
 	cd $(COMFY_DIR) && exec $(PY) main.py --cpu --listen 127.0.0.1 --port $(PORT) --disable-api-nodes \
 		--extra-model-paths-config "$(MODELS_DIR)/extra_model_paths.yaml"
 
+# The browser tests need Chromium: installed through apt when we are root (CI), else the script says how.
 test: models
+	bash scripts/install_browser.sh
 	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(MODELS_DIR)" $(PY) -m pytest tests $(PYTEST_ARGS)
 
 lint:

@@ -51,6 +51,14 @@ class RALUEdgeMask(io.ComfyNode):
                     tooltip="reference: gray clipped as the reference code does (everything darker than "
                     "mid-grey is flat); full range: edges in dark regions count too.",
                 ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    tooltip="Orders cells with equal edge counts (flat regions), as the reference's random "
+                    "jitter does; RALU KSampler uses its own seed for this.",
+                ),
             ],
             outputs=[
                 io.Mask.Output(
@@ -61,7 +69,7 @@ class RALUEdgeMask(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, up_ratio, faithful_gray, plan=None, force_mask=None) -> io.NodeOutput:
+    def execute(cls, image, up_ratio, faithful_gray, seed, plan=None, force_mask=None) -> io.NodeOutput:
         batch, height, width = image.shape[:3]
         if height % FULL_RES_CELL or width % FULL_RES_CELL:
             raise ValueError(
@@ -74,7 +82,7 @@ class RALUEdgeMask(io.ComfyNode):
         edges, scores = edge_map_and_scores(half_resolution(image.cpu()), faithful_gray)
         forced = None if force_mask is None else mask_cells(force_mask.cpu(), rows, cols, batch)
         k = early_upsample_count(ratio, rows * cols)
-        selected = select_tokens(scores, k, forced)
+        selected = select_tokens(scores, k, forced, torch.Generator().manual_seed(seed))
         mask = selection_mask(selected, rows, cols, FULL_RES_CELL, FULL_RES_CELL)
         edge_image = torch.nn.functional.interpolate(edges.float(), scale_factor=2, mode="nearest")
         edge_image = edge_image.movedim(1, -1).expand(-1, -1, -1, 3)

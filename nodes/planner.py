@@ -29,6 +29,8 @@ class RALUStagePlanner(io.ComfyNode):
             node_id="RALUStagePlanner",
             display_name="RALU Stage Planner",
             category="sampling/RALU",
+            # An output node is revisited when its result is cached, so the summary shows after a reload.
+            is_output_node=True,
             description="Chooses how RALU splits sampling into a low-res, a mixed and a full-res stage, "
             "and estimates the speed-up.",
             inputs=[

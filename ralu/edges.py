@@ -65,11 +65,19 @@ def mask_cells(mask: torch.Tensor, rows: int, cols: int, batch: int) -> torch.Te
     return cells.expand(batch, -1).clone()
 
 
-def select_tokens(scores: torch.Tensor, k: int, forced: torch.Tensor | None = None) -> torch.Tensor:
+def select_tokens(
+    scores: torch.Tensor,
+    k: int,
+    forced: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """(B, n) scores -> (B, K) long ascending: the top k cells of each image plus its forced cells.
 
-    Ties go to the lower cell index. The sampler needs one sequence length for the batch, so K is
-    the largest |forced | top-k| over the images, and an image with fewer takes its next best cells.
+    Ties go to a random order drawn from `generator` (the reference's tiny jitter, made repeatable),
+    or to the lower cell index without one. Ties matter when few cells have edges: by index, the
+    spare cells would all come from the top rows. The sampler needs one sequence length for the
+    batch, so K is the largest |forced | top-k| over the images, and an image with fewer takes its
+    next best cells.
     """
     b, n = scores.shape
     if not 0 <= k <= n:
@@ -78,7 +86,14 @@ def select_tokens(scores: torch.Tensor, k: int, forced: torch.Tensor | None = No
         forced = torch.zeros(n, dtype=torch.bool)
     forced = forced.to(device=scores.device, dtype=torch.bool).expand(b, n)
 
-    by_score = scores.sort(dim=1, descending=True, stable=True).indices
+    if generator is None:
+        tie_order = torch.arange(n, device=scores.device).expand(b, n)
+    else:
+        tie_order = torch.rand(b, n, generator=generator).argsort(dim=1).to(scores.device)
+    # A stable sort by score over cells in tie order keeps that order among equal scores.
+    by_score = tie_order.gather(
+        1, scores.gather(1, tie_order).sort(dim=1, descending=True, stable=True).indices
+    )
     top_k = torch.zeros(b, n, dtype=torch.bool, device=scores.device)
     top_k.scatter_(1, by_score[:, :k], True)
     count = int((top_k | forced).sum(dim=1).max())

@@ -77,7 +77,8 @@ def sample_ralu(
     """Denoises `noise` (B, C, H, W) at sigma 1 into a full-res latent with the plan's three stages.
 
     `forced` (B, rows * cols) bool marks low-res tokens that must be upsampled early whatever their
-    edge score. Re-noise draws come from `generator`, so a seeded generator makes the run repeatable.
+    edge score. Tie-breaks between equal edge scores and the re-noise are drawn from `generator`, so a
+    seeded generator makes the run repeatable.
     """
     batch, channels, height, width = noise.shape
     if height % 4 or width % 4:
@@ -119,7 +120,7 @@ def sample_ralu(
         scores = edge_scores(x0, rows, cols)
     else:
         scores = torch.zeros(batch, rows * cols)
-    selected = select_tokens(scores.cpu(), k, None if forced is None else forced.cpu())
+    selected = select_tokens(scores.cpu(), k, None if forced is None else forced.cpu(), generator)
     tokens, ids, n_coarse = early_upsample(tokens, ids, selected.to(tokens.device))
     noise_2 = draw_renoise(tuple(tokens.shape), (n_coarse, tokens.shape[1]), plan.gamma, generator)
     tokens = renoise(tokens, plan.betas[0], plan.alphas[0], noise_2.to(tokens))

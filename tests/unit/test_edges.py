@@ -91,6 +91,21 @@ def test_select_tokens_ties_go_to_the_lower_index():
     assert select_tokens(torch.tensor([[1.0, 2.0, 2.0, 0.0, 2.0]]), 2).tolist() == [[1, 2]]
 
 
+def test_select_tokens_breaks_ties_at_random_but_repeatably_with_a_generator():
+    scores = torch.zeros(2, 64)
+    scores[:, 40] = 5.0  # one cell with edges always wins
+
+    def pick(seed):
+        return select_tokens(scores, 8, generator=torch.Generator().manual_seed(seed))
+
+    first = pick(0)
+    assert torch.equal(first, pick(0))
+    assert not torch.equal(first, pick(1))
+    assert (first == 40).any(dim=1).all()
+    assert first[0].tolist() != list(range(7)) + [40]  # not the lower-index order
+    assert not torch.equal(first[0], first[1])  # each image draws its own order
+
+
 def test_select_tokens_with_forced_cells_and_a_common_count():
     scores = torch.tensor([[5.0, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5]])
     forced = torch.tensor([[False, False, False, False, False, True], [False] * 6])

@@ -1,0 +1,402 @@
+"""This pack in the real ComfyUI frontend (headless Chromium, playwright's sync API): the extension
+loads, the node library knows our nodes, a graph queued from the UI shows the plan summary on the
+Stage Planner (never saved in the workflow nor sent in the prompt), and the shipped workflows load
+cleanly and convert to the same prompt as scripts/workflow_api.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.comfy_path import REPO_ROOT
+from tests.host import PACK_NAME
+
+EXTENSION_URL = f"/extensions/{PACK_NAME}/ralu_summary.js"
+EXTENSION_NAME = "ComfyUI-RALU.summary"  # app.registerExtension({name}) in web/ralu_summary.js
+SUMMARY_WIDGET = "ralu_summary"
+OUR_NODES = {
+    "RALUStagePlanner": "RALU Stage Planner",
+    "RALUEdgeMask": "RALU Edge Mask",
+    "RALUKSampler": "RALU KSampler",
+}
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
+CONVERTER_PATH = REPO_ROOT / "scripts" / "workflow_api.py"
+SQUARE_IMAGE = "ralu_frontend_square.png"
+# Planner size inputs that no other test uses: the server then cannot answer from its cache, which
+# would send no `executed` message for the planner (see test_summary_after_queueing_from_the_ui).
+PLAN_WIDTH, PLAN_HEIGHT = 1152, 896
+RUN_TIMEOUT_MS = 120_000
+
+# ------------------------------------------------------------------------------------ JS snippets
+NODE_LIBRARY = """(types) => types.map((type) => {
+  const cls = LiteGraph.registered_node_types[type];
+  return cls ? {type, title: cls.title, display_name: cls.nodeData?.display_name,
+                category: cls.nodeData?.category} : {type, missing: true};
+})"""
+
+ADD_NODE = """(type) => {
+  const node = LiteGraph.createNode(type);
+  app.graph.add(node);
+  const defs = node.constructor.nodeData?.inputs ?? {};
+  return {
+    id: node.id,
+    in_graph: app.graph.getNodeById(node.id) === node,
+    widgets: node.widgets.map((w) => ({name: w.name, type: w.type, value: w.value})),
+    tooltips: Object.fromEntries(Object.entries(defs).map(([name, spec]) => [name, spec.tooltip ?? null])),
+  };
+}"""
+
+REMOVE_NODE = "(id) => app.graph.remove(app.graph.getNodeById(id))"
+
+BUILD_EDGE_MASK_GRAPH = """({image, width, height}) => {
+  app.graph.clear();
+  const add = (type, pos) => {
+    const node = LiteGraph.createNode(type);
+    node.pos = pos;
+    app.graph.add(node);
+    return node;
+  };
+  const set = (node, name, value) => { node.widgets.find((w) => w.name === name).value = value; };
+  const planner = add("RALUStagePlanner", [0, 0]);
+  const load = add("LoadImage", [420, 0]);
+  const edges = add("RALUEdgeMask", [780, 0]);
+  const toImage = add("MaskToImage", [780, 440]);
+  const save = add("SaveImage", [1100, 60]);
+  set(load, "image", image);
+  set(planner, "width", width);
+  set(planner, "height", height);
+  load.connect(0, edges, "image");
+  planner.connect(0, edges, "plan");
+  edges.connect(0, toImage, "mask");
+  toImage.connect(0, save, "images");
+  app.canvas.ds.scale = 1;
+  app.canvas.ds.offset = [90, 150];
+  app.graph.setDirtyCanvas(true, true);
+  return {planner: planner.id, load: load.id, edges: edges.id, toImage: toImage.id, save: save.id};
+}"""
+
+WATCH_EXECUTION = """() => {
+  const run = (window.__raluRun = {events: []});
+  for (const type of ["execution_start", "executed", "execution_success", "execution_error",
+                      "execution_interrupted"]) {
+    app.api.addEventListener(type, (e) => {
+      if (window.__raluRun !== run) return;
+      run.events.push({type, node: e.detail?.node ?? e.detail?.node_id ?? null,
+                       prompt_id: e.detail?.prompt_id ?? null,
+                       error: e.detail?.exception_message ?? null});
+    });
+  }
+}"""
+
+QUEUE_FROM_UI = "async () => { await app.queuePrompt(0, 1); }"
+
+RUN_FINISHED = """() => window.__raluRun.events.some((e) =>
+  ["execution_success", "execution_error", "execution_interrupted"].includes(e.type))"""
+
+SUMMARY_SHOWN = """(id) => {
+  const w = app.graph.getNodeById(id).widgets.find((w) => w.name === "ralu_summary");
+  return !!(w && w.inputEl?.isConnected && w.inputEl.clientHeight > 0);
+}"""
+
+SUMMARY_STATE = """(id) => {
+  const node = app.graph.getNodeById(id);
+  const w = node.widgets.find((w) => w.name === "ralu_summary");
+  if (!w) return null;
+  const el = w.inputEl;
+  const r = el.getBoundingClientRect();
+  return {value: w.value, read_only: el.readOnly, scroll_height: el.scrollHeight,
+          client_height: el.clientHeight, rect: [r.left, r.top, r.width, r.height],
+          is_last: node.widgets.at(-1) === w,
+          widgets: node.widgets.filter((x) => x !== w).map((x) => [x.name, x.value])};
+}"""
+
+SERIALIZED_NODE = "(id) => app.graph.serialize().nodes.find((n) => n.id === id)"
+
+PROMPT_OF_NODE = """async (id) => {
+  const p = await app.graphToPrompt();
+  return {output: p.output[String(id)], workflow_node: p.workflow.nodes.find((n) => n.id === id)};
+}"""
+
+HOOK_LOAD_DIALOGS = """() => {
+  window.__raluDialogs = [];
+  if (app.__raluDialogsHooked) return;
+  app.__raluDialogsHooked = true;
+  for (const name of ["showMissingNodesError", "showMissingModelsError"]) {
+    const original = app[name].bind(app);
+    app[name] = (...args) => {
+      window.__raluDialogs.push({name, items: JSON.parse(JSON.stringify(args[0] ?? null))});
+      return original(...args);
+    };
+  }
+}"""
+
+LOAD_GRAPH = "async (workflow) => { await app.loadGraphData(workflow); }"
+
+NO_DIALOG_OPEN = "() => document.querySelectorAll('.p-dialog').length === 0"
+
+# The widgets saved in widgets_values: all but those with serialize === false (options.serialize ===
+# false, as on control_after_generate, only keeps a widget out of the prompt).
+GRAPH_NODES = """() => app.graph.nodes.map((n) => ({
+  id: n.id, type: n.type, mode: n.mode,
+  widgets: (n.widgets ?? []).filter((w) => w.serialize !== false).map((w) => [w.name, w.value]),
+}))"""
+
+REGISTERED = "(types) => types.filter((t) => !LiteGraph.registered_node_types[t])"
+
+SET_GROUP_MODE = """({prefix, mode}) => {
+  const group = app.graph.groups.find((g) => g.title.startsWith(prefix));
+  if (!group) return null;
+  group.recomputeInsideNodes();
+  const nodes = [...(group.nodes ?? group._nodes)];
+  for (const node of nodes) node.mode = mode;
+  app.graph.setDirtyCanvas(true, true);
+  return nodes.map((n) => n.id);
+}"""
+
+PROMPT_OUTPUT = "async () => (await app.graphToPrompt()).output"
+
+
+# ------------------------------------------------------------------------------------ helpers
+def widget_names(node_def: dict) -> list[str]:
+    """The frontend's widgets of a node definition, in order: its widget-type inputs (required, then
+    optional, in input_order) and the 'control_after_generate' combo after each input that has one."""
+    names = []
+    order = node_def.get("input_order") or {}
+    for section in ("required", "optional"):
+        specs = node_def["input"].get(section) or {}
+        for name in order.get(section) or list(specs):
+            kind, *rest = specs[name]
+            options = rest[0] if rest and isinstance(rest[0], dict) else {}
+            if options.get("forceInput") or not (isinstance(kind, list) or kind in WIDGET_TYPES):
+                continue
+            names.append(name)
+            if options.get("control_after_generate"):
+                names.append("control_after_generate")
+    return names
+
+
+def load_in_frontend(page, workflow: dict) -> list[dict]:
+    """app.loadGraphData(workflow); the missing-node / missing-model dialogs it asked for (then closed)."""
+    page.evaluate(HOOK_LOAD_DIALOGS)
+    page.evaluate(LOAD_GRAPH, workflow)
+    dialogs = page.evaluate("() => window.__raluDialogs")
+    for _ in range(5):
+        if page.evaluate(NO_DIALOG_OPEN):
+            break
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(100)
+    page.wait_for_function(NO_DIALOG_OPEN, timeout=5_000)
+    return dialogs
+
+
+def converter():
+    """scripts/workflow_api.py as a module, or skip while it does not exist."""
+    if not CONVERTER_PATH.is_file():
+        pytest.skip(f"{CONVERTER_PATH.relative_to(REPO_ROOT)} does not exist")
+    name = "ralu_workflow_api_under_test"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, CONVERTER_PATH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def without_meta(prompt: dict) -> dict:
+    return {node_id: {"class_type": n["class_type"], "inputs": n["inputs"]} for node_id, n in prompt.items()}
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_host) -> dict:
+    return comfy_host.object_info()
+
+
+@pytest.fixture(scope="module")
+def square_image(comfy_host) -> str:
+    """256x256: a white square on black in the test server's input folder."""
+    pixels = np.zeros((256, 256, 3), dtype=np.uint8)
+    pixels[80:176, 80:176] = 255
+    comfy_host.input_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(comfy_host.input_dir / SQUARE_IMAGE)
+    return SQUARE_IMAGE
+
+
+# ------------------------------------------------------------------------------------ tests
+def test_extension_is_served_and_loaded(page, comfy_host, frontend_log):
+    assert EXTENSION_URL in comfy_host.get_json("/extensions")
+    assert page.evaluate("(name) => app.extensions.some((e) => e.name === name)", EXTENSION_NAME), (
+        f"the frontend did not register {EXTENSION_NAME!r} (from {EXTENSION_URL})"
+    )
+    fetched = [url for url in frontend_log.requested if url.split("?")[0].endswith(EXTENSION_URL)]
+    assert fetched, f"the page never requested {EXTENSION_URL}"
+    ours = frontend_log.mentioning("ralu", PACK_NAME)
+    assert not ours, "the page reported problems with this pack:\n" + "\n".join(ours)
+
+
+def test_node_library_knows_our_nodes(page, object_info):
+    library = page.evaluate(NODE_LIBRARY, list(OUR_NODES))
+    for entry in library:
+        node_type = entry["type"]
+        assert not entry.get("missing"), f"{node_type} is not registered in the frontend"
+        assert entry["display_name"] == OUR_NODES[node_type] == object_info[node_type]["display_name"]
+        assert entry["title"] == OUR_NODES[node_type]
+        assert entry["category"] == object_info[node_type]["category"] == "sampling/RALU"
+
+
+def test_planner_added_by_type_shows_its_widgets_with_tooltips(page, object_info):
+    node_def = object_info["RALUStagePlanner"]
+    added = page.evaluate(ADD_NODE, "RALUStagePlanner")
+    try:
+        assert added["in_graph"]
+        names = [w["name"] for w in added["widgets"]]
+        assert names == widget_names(node_def)
+        assert names[:4] == ["preset", "n1", "n2", "n3"]
+        assert SUMMARY_WIDGET not in names  # only after the node has run
+        required = node_def["input"]["required"]
+        for widget in added["widgets"]:
+            spec = required[widget["name"]][1]
+            assert widget["value"] == spec["default"], widget
+            tooltip = added["tooltips"].get(widget["name"])
+            assert tooltip, f"no tooltip for {widget['name']!r} in the frontend's node definition"
+            assert tooltip == spec["tooltip"]
+    finally:
+        page.evaluate(REMOVE_NODE, added["id"])
+
+
+def test_summary_after_queueing_from_the_ui(page, comfy_host, frontend_log, square_image, object_info,
+                                            screenshot_dir):  # fmt: skip
+    ids = page.evaluate(
+        BUILD_EDGE_MASK_GRAPH, {"image": square_image, "width": PLAN_WIDTH, "height": PLAN_HEIGHT}
+    )
+    page.evaluate(WATCH_EXECUTION)
+    page.evaluate(QUEUE_FROM_UI)
+    page.wait_for_function(RUN_FINISHED, timeout=RUN_TIMEOUT_MS)
+    events = page.evaluate("() => window.__raluRun.events")
+    finished = [e for e in events if e["type"] != "executed" and e["type"] != "execution_start"]
+    assert [e["type"] for e in finished] == ["execution_success"], f"{events}\n{comfy_host.log_tail()}"
+    prompt_id = finished[0]["prompt_id"]
+    executed = {e["node"] for e in events if e["type"] == "executed"}
+    assert {str(ids["planner"]), str(ids["edges"]), str(ids["save"])} <= executed, events
+
+    entry = comfy_host.history(prompt_id)
+    assert entry["status"]["status_str"] == "success"
+    mask = np.asarray(comfy_host.output_images(entry)[0].convert("L"))
+    assert mask.shape == (256, 256) and mask.max() == 255  # the edge cells are white
+
+    page.wait_for_function(SUMMARY_SHOWN, arg=ids["planner"], timeout=10_000)
+    state = page.evaluate(SUMMARY_STATE, ids["planner"])
+    summary = state["value"]
+    assert "RALU plan 'flux_4x'" in summary
+    assert "estimated speed-up" in summary
+    assert f"{PLAN_WIDTH}x{PLAN_HEIGHT}" in summary  # the estimate is for the node's own size
+    assert state["read_only"] and state["is_last"]
+    # The whole summary shows on the node, inside the window, without scrolling.
+    assert state["scroll_height"] <= state["client_height"] + 1, state
+    left, top, width, height = state["rect"]
+    assert left >= 0 and top >= 0 and left + width <= 1600 and top + height <= 1000, state
+
+    # Output only: not among the saved widget values ...
+    widget_values = [value for _, value in state["widgets"]]
+    saved = page.evaluate(SERIALIZED_NODE, ids["planner"])
+    assert saved["widgets_values"] == widget_values
+    assert not any("RALU plan" in str(v) for v in saved["widgets_values"])
+    # ... nor in the prompt the UI sends.
+    sent = page.evaluate(PROMPT_OF_NODE, ids["planner"])
+    inputs = sent["output"]["inputs"]
+    assert sent["output"]["class_type"] == "RALUStagePlanner"
+    assert set(inputs) == set(object_info["RALUStagePlanner"]["input"]["required"])
+    assert SUMMARY_WIDGET not in inputs and not any("RALU plan" in str(v) for v in inputs.values())
+    assert sent["workflow_node"]["widgets_values"] == widget_values
+
+    path = screenshot_dir / "ralu_frontend.png"
+    page.screenshot(path=str(path))
+    print(f"\nscreenshot: {path}", file=sys.stderr)
+    ours = frontend_log.mentioning("ralu", PACK_NAME)
+    assert not ours, "the page reported problems with this pack:\n" + "\n".join(ours)
+
+
+@pytest.mark.parametrize("workflow_path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_workflow_loads_cleanly(page, frontend_log, object_info, workflow_path):
+    workflow = json.loads(workflow_path.read_text())
+    mark = frontend_log.mark()
+    dialogs = load_in_frontend(page, workflow)
+
+    missing_nodes = [d["items"] for d in dialogs if d["name"] == "showMissingNodesError"]
+    assert not missing_nodes, f"missing node types: {missing_nodes}"
+    # The test server has none of the stock FLUX files: the frontend lists those the nodes declare in
+    # properties.models (with download links), each under a model folder the server knows.
+    declared = {
+        (m["name"], m["directory"])
+        for n in workflow["nodes"]
+        for m in n.get("properties", {}).get("models", [])
+    }
+    for dialog in (d for d in dialogs if d["name"] == "showMissingModelsError"):
+        for model in dialog["items"]:
+            assert (model["name"], model["directory"]) in declared, model
+            assert not model.get("directory_invalid"), (
+                f"the server has no model folder {model['directory']!r}"
+            )
+    for node in workflow["nodes"]:
+        for model in node.get("properties", {}).get("models", []):
+            assert model["name"] in (node.get("widgets_values") or []), (node["id"], model)
+    problems = frontend_log.since(mark)
+    assert not problems, f"loading {workflow_path.name}:\n" + "\n".join(problems)
+
+    types = sorted({n["type"] for n in workflow["nodes"]})
+    assert page.evaluate(REGISTERED, types) == []
+    loaded = {n["id"]: n for n in page.evaluate(GRAPH_NODES)}
+    assert sorted(loaded) == sorted(n["id"] for n in workflow["nodes"])
+    for node in workflow["nodes"]:
+        assert loaded[node["id"]]["type"] == node["type"]
+        assert loaded[node["id"]]["mode"] == node.get("mode", 0)
+        if node["type"] not in OUR_NODES:
+            continue
+        names = widget_names(object_info[node["type"]])
+        frontend = loaded[node["id"]]["widgets"]
+        assert [name for name, _ in frontend] == names, node["id"]
+        assert len(node["widgets_values"]) == len(names), node["id"]
+        assert dict(frontend) == dict(zip(names, node["widgets_values"])), node["id"]
+
+
+def _variants():
+    for path in WORKFLOWS:
+        yield pytest.param(path, None, id=f"{path.name}-as-saved")
+        yield pytest.param(path, 0, id=f"{path.name}-baseline-always")
+        yield pytest.param(path, 4, id=f"{path.name}-baseline-bypassed")
+
+
+@pytest.mark.parametrize(("workflow_path", "baseline_mode"), list(_variants()))
+def test_converter_matches_the_frontend(page, object_info, workflow_path, baseline_mode):
+    """graphToPrompt() of the loaded workflow == scripts/workflow_api.py's to_api() of the file, also with
+    the muted comparison group switched on (mode 0) or bypassed (mode 4) in both."""
+    api = converter()
+    workflow = api.load_workflow(workflow_path)
+    load_in_frontend(page, workflow)
+    if baseline_mode is not None:
+        prefix = api.BASELINE_GROUP
+        members = page.evaluate(SET_GROUP_MODE, {"prefix": prefix, "mode": baseline_mode})
+        if members is None:
+            pytest.skip(f"{workflow_path.name} has no group {prefix!r}")
+        assert sorted(members) == sorted(n["id"] for n in api.nodes_in_group(workflow, prefix))
+        workflow = api.set_group_mode(workflow, prefix, baseline_mode)
+    frontend = page.evaluate(PROMPT_OUTPUT)
+    expected = api.to_api(workflow, object_info)
+    assert without_meta(frontend) == without_meta(expected)
+
+
+@pytest.mark.parametrize("workflow_path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_converter_titles_match_the_frontend(page, object_info, workflow_path):
+    """_meta.title (what error messages name a node by): the node's title, else its display name."""
+    api = converter()
+    workflow = api.load_workflow(workflow_path)
+    load_in_frontend(page, workflow)
+    frontend = page.evaluate(PROMPT_OUTPUT)
+    expected = api.to_api(workflow, object_info)
+    titles = {k: v.get("_meta", {}).get("title") for k, v in frontend.items()}
+    assert {k: v.get("_meta", {}).get("title") for k, v in expected.items()} == titles
