@@ -1,0 +1,403 @@
+"""`make demo`: run the shipped RALU 4x and 7x workflows and the plain 50-step FLUX comparison through a
+real ComfyUI server's HTTP API, save the pictures under demo_output/ and print what each cost.
+
+Models: the random-weight test models (`make models`), unless COMFYUI_DIR points at a ComfyUI whose
+models folder has the stock FLUX.1-dev files the workflows name (flux1-dev.safetensors,
+t5xxl_fp16.safetensors + clip_l.safetensors, ae.safetensors): then those, unchanged.
+
+Each graph comes from workflows/*.json through scripts/workflow_api.py, as a user would queue it; the
+comparison is the muted group of ralu_flux_4x.json, enabled. Everything runs once untimed first
+(models loaded, text encoded), then each graph is timed by the server: from its execution_start to
+its execution_success message, so the loaders and text encoders (cached from the warm-up) are not
+counted; sampling, the VAE decode and saving the PNG are.
+
+    python scripts/demo.py [--size 256] [--models auto|test|real] [--repeat 1] [--output demo_output]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from ralu.cost import FAMILY_COST, StepCost, estimate_speedup, stage_token_counts  # noqa: E402
+from ralu.plan import PRESETS  # noqa: E402
+from scripts.workflow_api import (  # noqa: E402
+    BASELINE_GROUP,
+    MODE_ALWAYS,
+    STOCK_MODELS,
+    find_nodes,
+    load_workflow,
+    prune_to,
+    replacements_for_test_models,
+    set_group_mode,
+    substitute,
+    to_api,
+)
+from tests import models as test_models  # noqa: E402
+from tests.comfy_path import HostNotFound, find_host  # noqa: E402
+from tests.host import HostError, start_host  # noqa: E402
+
+WORKFLOW_DIR = REPO_ROOT / "workflows"
+PRESETS_RUN = ("flux_4x", "flux_7x")
+BASELINE_STEPS = 50
+BASELINE_PREFIX = "FLUX_50_steps"
+# Measured on 2 CPU cores: `make demo` (models cached) takes about 4 1/2 minutes at 512x512, most of it
+# the 50-step comparison (~165 s); 256x256 takes under 2 minutes, but there the 77 text tokens are a
+# quarter of every step's tokens and per-step overheads weigh more (`--size 256`).
+TEST_SIZE = 512
+CLIP_L_TOKENS = 77  # what the test models' text path (CLIP-L through CLIPLoader "sd3") gives FLUX
+
+
+@dataclass
+class Run:
+    name: str
+    steps: str
+    tokens: str
+    seconds: float
+    flop_speedup: float
+    run_model_flop_speedup: float | None
+    images: list[Path]
+
+
+def server_seconds(entry: dict) -> float:
+    """Execution time the server measured: execution_start -> execution_success (ms timestamps)."""
+    stamps = {event: data.get("timestamp") for event, data in entry["status"]["messages"]}
+    return (stamps["execution_success"] - stamps["execution_start"]) / 1000.0
+
+
+def stock_models_available(object_info: dict) -> bool:
+    def options(node: str, name: str) -> list:
+        spec = object_info.get(node, {}).get("input", {}).get("required", {}).get(name)
+        return spec[0] if spec and isinstance(spec[0], list) else []
+
+    return (
+        STOCK_MODELS["unet_name"] in options("UNETLoader", "unet_name")
+        and set(STOCK_MODELS["clip_names"]) <= set(options("DualCLIPLoader", "clip_name1"))
+        and STOCK_MODELS["vae_name"] in options("VAELoader", "vae_name")
+    )
+
+
+def install_models_yaml(comfy_dir: Path, path: Path) -> Path:
+    """An extra_model_paths.yaml for the models folder of the install at comfy_dir (the demo's server has
+    its own base directory, so it would not see them otherwise)."""
+    models = comfy_dir / "models"
+    path.write_text(
+        "comfyui_install:\n"
+        f"    base_path: {json.dumps(str(models))}\n"
+        "    diffusion_models: |\n        diffusion_models\n        unet\n"
+        "    text_encoders: |\n        text_encoders\n        clip\n"
+        "    vae: vae\n"
+        "    vae_approx: vae_approx\n"
+    )
+    return path
+
+
+def safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+
+
+def run_model_cost(unet_path: Path, text_tokens: int) -> tuple[StepCost, str]:
+    """The cost model's constants for the FLUX file actually run (parameters, width and depth read from
+    its header), and a description of it."""
+    shapes = safetensors_shapes(unet_path)
+    params = sum(_numel(s) for s in shapes.values())
+    hidden = shapes["img_in.weight"][0]
+    double = {k.split(".")[1] for k in shapes if k.startswith("double_blocks.")}
+    single = {k.split(".")[1] for k in shapes if k.startswith("single_blocks.")}
+    layers = len(double) + len(single)
+    decode = FAMILY_COST["flux"].vae_decode_flops_per_pixel
+    cost = StepCost(2 * params, 4 * hidden * layers, text_tokens, decode)
+    what = (
+        f"{unet_path.name}: {params / 1e9:.2f}B parameters, hidden {hidden}, {len(double)} double + "
+        f"{len(single)} single blocks, {text_tokens} text tokens"
+    )
+    return cost, what
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def flop_speedup(cost: StepCost, plan, height: int, width: int, baseline_steps: int) -> float:
+    """ralu/cost.py's estimate (same formula as estimate_speedup) for another model's constants."""
+    full = (height // 16) * (width // 16)
+    tokens = stage_token_counts(plan, full)
+    ralu = sum(n * cost.step_flops(t) for n, t in zip(plan.steps, tokens))
+    ralu += cost.vae_decode_flops_per_pixel * (height // 2) * (width // 2)
+    return baseline_steps * cost.step_flops(full) / ralu
+
+
+def as_preview(prompt: dict) -> dict:
+    """The prompt with its SaveImage nodes turned into PreviewImage (temp files), for untimed runs."""
+    prompt = json.loads(json.dumps(prompt))
+    for node in prompt.values():
+        if node["class_type"] == "SaveImage":
+            node["class_type"] = "PreviewImage"
+            node["inputs"].pop("filename_prefix", None)
+    return prompt
+
+
+def fetch(host, ref: dict) -> bytes:
+    from urllib.parse import urlencode
+
+    query = urlencode({k: ref.get(k, "") for k in ("filename", "subfolder", "type")})
+    status, raw = host.request("GET", f"/view?{query}")
+    if status != 200:
+        raise HostError(f"GET /view?{query} -> HTTP {status}")
+    return raw
+
+
+def timed(host, label: str, prompt: dict, timeout: float) -> dict:
+    print(f"  {label} ...", end="", flush=True)
+    entry = host.run(prompt, timeout=timeout)
+    print(f" {server_seconds(entry):.1f} s", flush=True)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Run the shipped RALU 4x / 7x workflows and the plain 50-step FLUX comparison through "
+        "a real ComfyUI server; save the pictures and print a timing table."
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"image width = height (default {TEST_SIZE} on the test models, the workflows' "
+        "1024 on the real ones); a multiple of 32",
+    )
+    parser.add_argument(
+        "--models",
+        choices=("auto", "test", "real"),
+        default="auto",
+        help="auto: the real FLUX.1-dev files if COMFYUI_DIR's install has them, else test models",
+    )
+    default_models = os.environ.get("RALU_TEST_MODELS_DIR") or str(test_models.DEFAULT_DIR)
+    parser.add_argument(
+        "--models-dir", default=default_models, help="where `make models` put the test models"
+    )
+    parser.add_argument("--output", default=str(REPO_ROOT / "demo_output"), help="folder for the pictures")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the workflows' own)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per graph")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of timed runs; the fastest counts")
+    opts = parser.parse_args(argv)
+    if opts.size is not None and (opts.size % 32 or opts.size < 256):
+        parser.error("--size must be a multiple of 32, at least 256")
+    if opts.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    try:
+        host_info = find_host()
+    except HostNotFound as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 2
+    models_dir = Path(opts.models_dir).resolve()
+    out_dir = Path(opts.output).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base_dir = Path(tempfile.mkdtemp(prefix="ralu-demo-"))
+    extra_args = ["--output-directory", str(out_dir)]
+    if os.environ.get("COMFYUI_DIR") and opts.models != "test":
+        yaml = install_models_yaml(host_info.comfy_dir, base_dir / "install_models.yaml")
+        extra_args += ["--extra-model-paths-config", str(yaml)]
+
+    total_start = time.monotonic()
+    print(f"starting ComfyUI ({host_info.comfy_dir}) with its own base folder {base_dir} ...", flush=True)
+    host = start_host(base_dir, models_dir, extra_args=tuple(extra_args))
+    print(f"  up in {host.start_seconds:.1f} s at {host.url}", flush=True)
+    try:  # a failed prompt raises with the server log's tail in its message
+        runs, header = demo(host, opts, models_dir, out_dir)
+    finally:
+        host.stop()
+        shutil.rmtree(base_dir, ignore_errors=True)
+    table = render(runs, header)
+    print("\n" + table)
+    (out_dir / "demo_results.md").write_text(table + "\n")
+    elapsed = time.monotonic() - total_start
+    print(f"\n(table also in {out_dir / 'demo_results.md'}; the whole demo took {elapsed:.0f} s)")
+    return 0
+
+
+def demo(host, opts, models_dir: Path, out_dir: Path) -> tuple[list[Run], list[str]]:
+    object_info = host.object_info()
+    real = stock_models_available(object_info)
+    if opts.models == "real" and not real:
+        raise SystemExit(
+            "demo: --models real, but the server lists no flux1-dev.safetensors / t5xxl_fp16 / clip_l / "
+            "ae.safetensors (set COMFYUI_DIR to the ComfyUI install that has them)"
+        )
+    real = real and opts.models != "test"
+    size = opts.size or (1024 if real else TEST_SIZE)
+    replacements = {"width": size, "height": size} if real else replacements_for_test_models(size, size)
+    if opts.seed is not None:
+        replacements["seed"] = opts.seed
+
+    workflows = {p: load_workflow(WORKFLOW_DIR / f"ralu_{p}.json") for p in PRESETS_RUN}
+    ralu_prompts = {p: substitute(to_api(wf, object_info), replacements) for p, wf in workflows.items()}
+    with_baseline = to_api(set_group_mode(workflows["flux_4x"], BASELINE_GROUP, MODE_ALWAYS), object_info)
+    baseline_save = find_nodes(with_baseline, "SaveImage", filename_prefix=BASELINE_PREFIX)
+    baseline = substitute(prune_to(with_baseline, baseline_save), replacements)
+    (base_sampler,) = find_nodes(baseline, "KSampler")
+    seeds = {baseline[base_sampler]["inputs"]["seed"]}
+    for prompt in ralu_prompts.values():
+        seeds |= {prompt[n]["inputs"]["seed"] for n in find_nodes(prompt, "RALUKSampler")}
+    assert len(seeds) == 1, f"the graphs should share one seed, got {seeds}"
+    assert baseline[base_sampler]["inputs"]["steps"] == BASELINE_STEPS
+
+    if real:
+        model_line = (
+            "the real FLUX.1-dev files named in the workflows (flux1-dev.safetensors, t5xxl_fp16 + clip_l, "
+            "ae.safetensors)"
+        )
+        run_cost = None
+    else:
+        run_cost, what = run_model_cost(models_dir / "diffusion_models" / test_models.FLUX_DEV, CLIP_L_TOKENS)
+        model_line = (
+            f"the random-weight TEST model ({what}; CLIP-L text, taef1 VAE) in place of FLUX.1-dev; its "
+            "pictures are noise, the timings and early masks are the point"
+        )
+    header = [
+        f"RALU demo: {size}x{size}, seed {seeds.pop()}, on {model_line}.",
+        f"Server: {host.url}. Wall time = the server's execution time of the graph (sampling + VAE decode + "
+        "PNG), with the models loaded and the prompt encoded beforehand.",
+    ]
+    print(header[0], flush=True)
+
+    print("warm-up (untimed): load the models, encode the prompt, one step of each sampler ...", flush=True)
+    warm_base = as_preview(substitute(baseline, {"steps": 1}))
+    timed(host, "plain KSampler, 1 step", warm_base, opts.timeout)
+    warm_ralu = as_preview(ralu_prompts["flux_7x"])
+    for node_id in find_nodes(warm_ralu, "RALUStagePlanner"):
+        warm_ralu[node_id]["inputs"].update(preset="custom", n1=1, n2=1, n3=1)
+    timed(host, "RALU KSampler, 1 + 1 + 1 steps", warm_ralu, opts.timeout)
+
+    print(f"timed runs ({opts.repeat} x each graph; the fastest counts):", flush=True)
+    graphs = [(f"RALU {p}", p, prompt) for p, prompt in ralu_prompts.items()]
+    graphs.append((f"plain KSampler ({BASELINE_STEPS} steps)", None, baseline))
+    # Rounds alternate the graphs, so none is answered from ComfyUI's cache of the previous prompt.
+    best: dict[str, tuple[float, dict]] = {}
+    images: dict[str, list[Path]] = {}
+    for _ in range(opts.repeat):
+        for label, _preset, prompt in graphs:
+            entry = timed(host, label, prompt, opts.timeout)
+            images[label] = images.get(label, []) + save_outputs(host, entry, prompt, out_dir)
+            if label not in best or server_seconds(entry) < best[label][0]:
+                best[label] = (server_seconds(entry), entry)
+
+    full = (size // 16) ** 2
+    runs = []
+    for label, preset, prompt in graphs:
+        seconds, entry = best[label]
+        if preset is None:
+            run_flops = None if run_cost is None else 1.0
+            runs.insert(0, Run(label, f"{BASELINE_STEPS}", f"{full}", seconds, 1.0, run_flops, images[label]))
+            continue
+        plan = PRESETS[preset]
+        (sampler,) = find_nodes(prompt, "RALUKSampler")
+        text = " ".join(entry["outputs"].get(sampler, {}).get("text", []))
+        if "tokens per stage: " in text:  # the sampler's own count, from its UI output
+            tokens = text.split("tokens per stage: ")[1].split(";")[0]
+        else:  # from the plan, as the sampler counts them
+            low = (size // 32) ** 2
+            tokens = f"{low}, {low + 3 * int(low * plan.up_ratio)}, {full}"
+        estimate = estimate_speedup(plan, "flux", size, size, BASELINE_STEPS).speedup
+        run_flops = None if run_cost is None else flop_speedup(run_cost, plan, size, size, BASELINE_STEPS)
+        steps = ", ".join(map(str, plan.steps))
+        runs.append(Run(label, steps, tokens, seconds, estimate, run_flops, images[label]))
+    return runs, header
+
+
+def save_outputs(host, entry: dict, prompt: dict, out_dir: Path) -> list[Path]:
+    """The saved pictures (already in out_dir: it is the server's output folder) plus the early-mask
+    previews, copied from the server's temp folder next to the picture they belong to."""
+    saved, previews = [], []
+    for node_id, output in entry["outputs"].items():
+        for ref in output.get("images", []):
+            if prompt[node_id]["class_type"] == "SaveImage":
+                saved.append(out_dir / ref.get("subfolder", "") / ref["filename"])
+            else:
+                previews.append(ref)
+    for i, ref in enumerate(previews):
+        stem = saved[0].stem.rstrip("_") if saved else "preview"
+        path = out_dir / f"{stem}_early_mask{'' if i == 0 else f'_{i}'}.png"
+        path.write_bytes(fetch(host, ref))
+        saved.append(path)
+    return saved
+
+
+def render(runs: list[Run], header: list[str]) -> str:
+    baseline = runs[0].seconds
+    with_run_model = runs[0].run_model_flop_speedup is not None
+    cols = ["graph", "steps per stage", "tokens per stage", "wall time", "measured speed-up"]
+    cols += ["FLOP-model speed-up (FLUX.1-dev)"] + (["FLOP model, the model run"] if with_run_model else [])
+    rows = []
+    for run in runs:
+        row = [
+            run.name,
+            run.steps,
+            run.tokens,
+            f"{run.seconds:.1f} s",
+            f"{baseline / run.seconds:.2f}x",
+            f"{run.flop_speedup:.2f}x",
+        ]
+        if with_run_model:
+            row.append(f"{run.run_model_flop_speedup:.2f}x")
+        rows.append(row)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    lines = [*header, "", line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += [line(r) for r in rows]
+    lines.append("")
+    at_1024 = ", ".join(
+        f"{p} {estimate_speedup(PRESETS[p], 'flux', 1024, 1024, BASELINE_STEPS).speedup:.2f}x"
+        for p in PRESETS_RUN
+    )
+    lines.append(
+        "FLOP-model speed-up (FLUX.1-dev): ralu/cost.py estimate_speedup(plan, 'flux', size, size, 50), "
+        f"FLUX.1-dev's (11.9B parameters, 57 blocks, 512 T5 tokens) at this size; at 1024x1024: {at_1024}."
+    )
+    if with_run_model:
+        lines.append(
+            "FLOP model, the model run: the same formula with the constants of the model that ran (its "
+            "parameters and blocks read from the file, 77 CLIP-L text tokens)."
+        )
+        ratios = ", ".join(
+            f"{run.name} {baseline / run.seconds / run.run_model_flop_speedup:.2f}" for run in runs[1:]
+        )
+        lines.append(
+            f"Measured / FLOP model of the model run: {ratios}. On a CPU with a 1-block model the "
+            "measured speed-up can fall below the FLOP model (costs that do not shrink with the token "
+            "count: Python and sampler overhead, RALU's stage changes and edge decode) or rise above it "
+            "(matrix products over many tokens run less efficiently than over few). Timings on a shared "
+            "machine also vary from run to run: `--repeat 3` keeps each graph's fastest. On FLUX.1-dev at "
+            "1024x1024 on a GPU the transformer dominates every step, which is what the FLOP model describes."
+        )
+    paths = [
+        p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p for run in runs for p in run.images
+    ]
+    lines.append("Pictures: " + ", ".join(map(str, paths)))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,512 @@
+"""The shipped drag-and-drop workflows (workflows/*.json) against the real ComfyUI server.
+
+Static checks use the server's /object_info: node types, widget values, link types, layout, and the
+muted 50-step comparison group. Then each workflow's RALU part runs end to end through
+scripts/workflow_api.py with the random-weight test models swapped in at 256x256, and the 50-step
+comparison of one workflow runs too (at fewer steps: see BASELINE_TEST_STEPS).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from scripts.workflow_api import (
+    BASELINE_GROUP,
+    CONTROL_VALUES,
+    FRONTEND_ONLY_TYPES,
+    MODE_ALWAYS,
+    MODE_BYPASS,
+    MODE_NEVER,
+    NOTE_TYPES,
+    STOCK_MODELS,
+    find_group,
+    find_nodes,
+    has_control_widget,
+    link_table,
+    load_workflow,
+    nodes_in_group,
+    prune_to,
+    replacements_for_test_models,
+    set_group_mode,
+    substitute,
+    to_api,
+    widget_inputs,
+)
+from tests.comfy_path import REPO_ROOT
+from tests.host import PACK_NAME
+
+WORKFLOW_DIR = REPO_ROOT / "workflows"
+WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
+EXPECTED = {"ralu_flux_4x.json": "flux_4x", "ralu_flux_7x.json": "flux_7x"}
+SIZE = 256
+# The comparison path is the same graph at 50 steps; on 2 CPU cores the 1-block test FLUX takes about
+# 1-3 s per step at 256x256 (more when other jobs share the cores), so 50 steps alone would blow this
+# file's ~3 minute budget. The test runs the comparison graph exactly as shipped except for the step
+# count; `make demo` runs all 50 steps.
+BASELINE_TEST_STEPS = 2
+TITLE_BAR = 30  # litegraph draws a node's title bar above its pos
+# File names a FLUX.1-dev user has; the test server lists only the test models, so these are checked
+# by name rather than against the combo options.
+STOCK_MODEL_NAMES = {
+    ("UNETLoader", "unet_name"): {STOCK_MODELS["unet_name"]},
+    ("DualCLIPLoader", "clip_name1"): set(STOCK_MODELS["clip_names"]),
+    ("DualCLIPLoader", "clip_name2"): set(STOCK_MODELS["clip_names"]),
+    ("VAELoader", "vae_name"): {STOCK_MODELS["vae_name"]},
+}
+
+workflow_params = pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_host) -> dict:
+    return comfy_host.object_info()
+
+
+def nodes_of(workflow: dict, type_: str) -> list[dict]:
+    return [n for n in workflow["nodes"] if n["type"] == type_]
+
+
+def one(workflow: dict, type_: str, **where) -> dict:
+    found = [n for n in nodes_of(workflow, type_) if all(n.get(k) == v for k, v in where.items())]
+    assert len(found) == 1, f"expected one {type_} {where or ''}, found {len(found)}"
+    return found[0]
+
+
+def spec_type(spec):
+    return "COMBO" if isinstance(spec[0], list) else spec[0]
+
+
+def spec_options(spec) -> dict:
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
+def combo_options(spec) -> list:
+    return spec[0] if isinstance(spec[0], list) else spec_options(spec).get("options", [])
+
+
+def all_input_specs(node_def: dict) -> dict:
+    return {**node_def["input"].get("required", {}), **node_def["input"].get("optional", {})}
+
+
+def linked_source(workflow: dict, node: dict, input_name: str) -> dict | None:
+    """The node an input is linked from (None if unlinked)."""
+    entry = next((i for i in node.get("inputs", []) if i["name"] == input_name), None)
+    if entry is None or entry.get("link") is None:
+        return None
+    link = link_table(workflow)[entry["link"]]
+    return next(n for n in workflow["nodes"] if n["id"] == link["origin_id"])
+
+
+# ----------------------------------------------------------------------------- shipped and listed
+def test_both_workflows_are_shipped():
+    assert sorted(p.name for p in WORKFLOWS) == sorted(EXPECTED)
+    # ComfyUI lists example_workflows/ AND workflows/: a second copy or a symlink would list each twice.
+    assert not (REPO_ROOT / "example_workflows").exists()
+
+
+def test_comfyui_lists_and_serves_them_as_templates(comfy_host):
+    listed = comfy_host.get_json("/api/workflow_templates")
+    assert sorted(listed.get(PACK_NAME, [])) == sorted(p.stem for p in WORKFLOWS)
+    for path in WORKFLOWS:
+        status, raw = comfy_host.request("GET", f"/api/workflow_templates/{PACK_NAME}/{path.name}")
+        assert status == 200 and raw == path.read_bytes()
+
+
+# ----------------------------------------------------------------------------- static checks
+@workflow_params
+def test_every_node_type_exists(path, object_info):
+    workflow = load_workflow(path)
+    missing = {n["type"] for n in workflow["nodes"]} - set(object_info) - FRONTEND_ONLY_TYPES
+    assert not missing, f"{path.name}: node types unknown to the server: {missing}"
+
+
+@workflow_params
+def test_every_widget_value_is_valid(path, object_info):
+    workflow = load_workflow(path)
+    problems = []
+    for node in workflow["nodes"]:
+        if node["type"] in NOTE_TYPES:
+            assert isinstance(node["widgets_values"][0], str) and node["widgets_values"][0].strip()
+            continue
+        widgets = widget_inputs(object_info[node["type"]])
+        values = list(node.get("widgets_values") or [])
+        expected_count = len(widgets) + sum(has_control_widget(name, spec) for name, spec in widgets)
+        where = f"{path.name} node {node['id']} ({node['type']})"
+        if len(values) != expected_count:
+            problems.append(f"{where}: {len(values)} widget values for {expected_count} widgets")
+            continue
+        for name, spec in widgets:
+            value = values.pop(0)
+            kind, options = spec_type(spec), spec_options(spec)
+            stock = STOCK_MODEL_NAMES.get((node["type"], name))
+            if stock is not None:
+                ok = value in stock
+            elif kind == "COMBO":
+                ok = value in combo_options(spec)
+            elif kind == "INT":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                ok = ok and options.get("min", value) <= value <= options.get("max", value)
+            elif kind == "FLOAT":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                ok = ok and options.get("min", value) <= value <= options.get("max", value)
+            elif kind == "BOOLEAN":
+                ok = isinstance(value, bool)
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                problems.append(
+                    f"{where}: {name} = {value!r} is not valid for {kind} {options or combo_options(spec)}"
+                )
+            if has_control_widget(name, spec):
+                control = values.pop(0)
+                if control != "fixed":  # the comparison needs the same seed every run
+                    problems.append(f"{where}: {name}'s control_after_generate is {control!r}, not 'fixed'")
+                assert control in CONTROL_VALUES
+    assert not problems, "\n".join(problems)
+
+
+@workflow_params
+def test_links_connect_matching_types_and_nothing_dangles(path, object_info):
+    workflow = load_workflow(path)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    assert len(nodes) == len(workflow["nodes"]), "duplicate node ids"
+    assert workflow["last_node_id"] >= max(nodes)
+    links = link_table(workflow)
+    assert len(links) == len(workflow["links"]), "duplicate link ids"
+    assert workflow["last_link_id"] >= max(links)
+    for lid, link in links.items():
+        source, target = nodes.get(link["origin_id"]), nodes.get(link["target_id"])
+        assert source is not None and target is not None, f"link {lid} ends at a missing node"
+        out = source["outputs"][link["origin_slot"]]
+        inp = target["inputs"][link["target_slot"]]
+        assert lid in out["links"] and inp["link"] == lid, f"link {lid} is not recorded on both ends"
+        server_out = object_info[source["type"]]["output"][link["origin_slot"]]
+        server_in = spec_type(all_input_specs(object_info[target["type"]])[inp["name"]])
+        assert link["type"] == out["type"] == server_out == inp["type"] == server_in, (
+            f"link {lid}: {source['type']}.{out['name']} ({server_out}) -> {target['type']}.{inp['name']} "
+            f"({server_in}) carries {link['type']}"
+        )
+    for node in workflow["nodes"]:  # every link id a node refers to exists and points back at it
+        for slot, inp in enumerate(node.get("inputs") or []):
+            if inp.get("link") is not None:
+                assert (
+                    links[inp["link"]]["target_id"] == node["id"]
+                    and links[inp["link"]]["target_slot"] == slot
+                )
+        for slot, out in enumerate(node.get("outputs") or []):
+            assert (
+                object_info.get(node["type"], {}).get("output", [out["type"]] * (slot + 1))[slot]
+                == out["type"]
+            )
+            for lid in out.get("links") or []:
+                assert links[lid]["origin_id"] == node["id"] and links[lid]["origin_slot"] == slot
+
+
+@workflow_params
+def test_every_required_input_of_a_running_node_is_connected(path, object_info):
+    workflow = load_workflow(path)
+    for node in workflow["nodes"]:
+        if node["type"] in FRONTEND_ONLY_TYPES:
+            continue
+        required = object_info[node["type"]]["input"].get("required", {})
+        sockets = {
+            name
+            for name, spec in required.items()
+            if spec_type(spec) not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+        }
+        linked = {i["name"] for i in node.get("inputs") or [] if i.get("link") is not None}
+        assert sockets <= linked, (
+            f"{path.name} node {node['id']} ({node['type']}): unconnected {sockets - linked}"
+        )
+
+
+@workflow_params
+def test_the_graph_is_the_documented_one(path):
+    workflow = load_workflow(path)
+    preset = EXPECTED[path.name]
+    unet = one(workflow, "UNETLoader")
+    assert unet["widgets_values"] == ["flux1-dev.safetensors", "default"]
+    clip = one(workflow, "DualCLIPLoader")
+    assert clip["widgets_values"][:3] == ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux"]
+    assert one(workflow, "VAELoader")["widgets_values"] == ["ae.safetensors"]
+    assert one(workflow, "FluxGuidance")["widgets_values"] == [3.5]
+    assert one(workflow, "EmptySD3LatentImage")["widgets_values"] == [1024, 1024, 1]
+    texts = sorted(n["widgets_values"][0] for n in nodes_of(workflow, "CLIPTextEncode"))
+    assert texts[0] == "" and len(texts[1]) > 40  # an empty negative and a real prompt
+    planner = one(workflow, "RALUStagePlanner")
+    assert planner["widgets_values"][0] == preset
+    ralu = one(workflow, "RALUKSampler")
+    seed, control, cfg, edge_source, _ = ralu["widgets_values"]
+    assert (control, cfg, edge_source) == ("fixed", 1.0, "vae")
+    assert linked_source(workflow, ralu, "vae")["type"] == "VAELoader"
+    assert linked_source(workflow, ralu, "positive")["type"] == "FluxGuidance"
+    assert linked_source(workflow, ralu, "plan") is planner
+    saves = {n["widgets_values"][0]: n for n in nodes_of(workflow, "SaveImage")}
+    assert set(saves) == {f"RALU_{preset}", "FLUX_50_steps"}
+    assert (
+        linked_source(workflow, linked_source(workflow, saves[f"RALU_{preset}"], "images"), "samples") is ralu
+    )
+    mask_to_image = one(workflow, "MaskToImage")
+    assert linked_source(workflow, mask_to_image, "mask") is ralu  # early_mask -> MaskToImage -> PreviewImage
+    assert linked_source(workflow, one(workflow, "PreviewImage"), "images") is mask_to_image
+    # The comparison: same model, conditioning, latent and seed; euler/simple, 50 steps, cfg 1; not running.
+    base = one(workflow, "KSampler")
+    assert base["widgets_values"] == [seed, "fixed", 50, 1.0, "euler", "simple", 1.0]
+    for name in ("model", "positive", "negative", "latent_image"):
+        assert linked_source(workflow, base, name) is linked_source(workflow, ralu, name)
+    base_decode = linked_source(workflow, saves["FLUX_50_steps"], "images")
+    assert linked_source(workflow, base_decode, "samples") is base
+    group = find_group(workflow, BASELINE_GROUP)
+    assert "50 steps" in group["title"]
+    members = {n["id"] for n in nodes_in_group(workflow, BASELINE_GROUP) if n["type"] not in NOTE_TYPES}
+    assert members == {base["id"], base_decode["id"], saves["FLUX_50_steps"]["id"]}
+    for node in workflow["nodes"]:
+        disabled = node["mode"] in (MODE_NEVER, MODE_BYPASS)
+        assert disabled == (node["id"] in members), f"node {node['id']} ({node['type']}) mode {node['mode']}"
+    notes = " ".join(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] in NOTE_TYPES).lower()
+    for words in ("speed-up", "mask", "set group nodes to always", "cfg", "fluxguidance", "50 steps"):
+        assert words in notes, f"the notes should mention {words!r}"
+
+
+@workflow_params
+def test_layout_has_no_overlapping_nodes_or_groups(path):
+    workflow = load_workflow(path)
+
+    def overlap(a, b):
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    rects = {}
+    for node in workflow["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        rects[node["id"]] = (x, y - TITLE_BAR, x + w, y + h)
+    ids = sorted(rects)
+    clashes = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :] if overlap(rects[a], rects[b])]
+    assert not clashes, f"{path.name}: overlapping nodes {clashes}"
+    groups = [(x, y, x + w, y + h) for x, y, w, h in (g["bounding"] for g in workflow["groups"])]
+    assert not [(a, b) for i, a in enumerate(groups) for b in groups[i + 1 :] if overlap(a, b)]
+    for node in workflow["nodes"]:  # a node is in one group or none, never across a group's edge
+        r = rects[node["id"]]
+        for g in groups:
+            inside = g[0] <= r[0] and r[2] <= g[2] and g[1] <= r[1] and r[3] <= g[3]
+            assert inside or not overlap(r, g), f"node {node['id']} straddles group {g}"
+
+
+@workflow_params
+def test_conversion_leaves_the_muted_comparison_out_until_it_is_enabled(path, object_info):
+    workflow = load_workflow(path)
+    prompt = to_api(workflow, object_info)
+    assert "KSampler" not in {n["class_type"] for n in prompt.values()}
+    assert not find_nodes(prompt, "SaveImage", filename_prefix="FLUX_50_steps")
+    enabled = to_api(set_group_mode(workflow, BASELINE_GROUP, MODE_ALWAYS), object_info)
+    assert len(enabled) == len(prompt) + 3
+    (ksampler,) = find_nodes(enabled, "KSampler")
+    (ralu,) = find_nodes(enabled, "RALUKSampler")
+    assert enabled[ksampler]["inputs"]["seed"] == enabled[ralu]["inputs"]["seed"]
+    assert enabled[ksampler]["inputs"]["steps"] == 50
+
+
+# ----------------------------------------------------------------------------- end to end
+def image_refs(entry: dict, node_id: str) -> list[dict]:
+    return entry["outputs"].get(node_id, {}).get("images", [])
+
+
+def fetch_images(host, entry: dict, node_id: str) -> list:
+    return host.output_images({"outputs": {node_id: {"images": image_refs(entry, node_id)}}})
+
+
+@workflow_params
+def test_the_ralu_part_runs_end_to_end_on_the_test_models(path, comfy_host, object_info):
+    preset = EXPECTED[path.name]
+    prompt = substitute(to_api(load_workflow(path), object_info), replacements_for_test_models(SIZE, SIZE))
+    assert {n["class_type"] for n in prompt.values()} >= {"CLIPLoader", "RALUKSampler", "SaveImage"}
+    entry = comfy_host.run(prompt, timeout=240)
+
+    (save,) = find_nodes(prompt, "SaveImage", filename_prefix=f"RALU_{preset}")
+    (image,) = fetch_images(comfy_host, entry, save)
+    assert image_refs(entry, save)[0]["type"] == "output"
+    assert (image.format, image.size) == ("PNG", (SIZE, SIZE))
+    (preview,) = find_nodes(prompt, "PreviewImage")
+    (mask,) = fetch_images(comfy_host, entry, preview)
+    assert mask.size == (SIZE, SIZE)
+    assert 0 < sum(mask.convert("L").histogram()[128:]) < SIZE * SIZE  # white on some cells, not all
+    (sampler,) = find_nodes(prompt, "RALUKSampler")
+    text = " ".join(entry["outputs"][sampler]["text"])
+    tokens = [int(t) for t in re.search(r"tokens per stage: (\d+), (\d+), (\d+)", text).groups()]
+    low = (SIZE // 32) ** 2
+    up_ratio = {"flux_4x": 0.3, "flux_7x": 0.1}[preset]
+    assert tokens == [low, low + 3 * int(low * up_ratio), (SIZE // 16) ** 2]
+    assert not find_nodes(prompt, "KSampler")  # the muted comparison did not run
+
+
+def test_the_comparison_runs_on_the_same_seed_when_enabled(comfy_host, object_info):
+    workflow = set_group_mode(load_workflow(WORKFLOW_DIR / "ralu_flux_4x.json"), BASELINE_GROUP, MODE_ALWAYS)
+    prompt = to_api(workflow, object_info)
+    (save,) = find_nodes(prompt, "SaveImage", filename_prefix="FLUX_50_steps")
+    (ksampler,) = find_nodes(prompt, "KSampler")
+    (ralu,) = find_nodes(prompt, "RALUKSampler")
+    assert prompt[ksampler]["inputs"]["seed"] == prompt[ralu]["inputs"]["seed"]
+    prompt = prune_to(prompt, [save])  # only the comparison path; the RALU part ran above
+    prompt = substitute(prompt, replacements_for_test_models(SIZE, SIZE, steps=BASELINE_TEST_STEPS))
+    entry = comfy_host.run(prompt, timeout=240)
+    (image,) = fetch_images(comfy_host, entry, save)
+    assert (image.format, image.size) == ("PNG", (SIZE, SIZE))
+    assert image_refs(entry, save)[0]["filename"].startswith("FLUX_50_steps")
+
+
+# ----------------------------------------------------------------------------- converter semantics
+# ComfyUI's rules for what the frontend sends, on a made-up graph (no server needed).
+TOY_INFO = {
+    "Src": {
+        "input": {"required": {"seed": ["INT", {"control_after_generate": True, "max": 10}]}},
+        "input_order": {"required": ["seed"]},
+        "output": ["IMAGE"],
+    },
+    "Mid": {
+        "input": {
+            "required": {"image": ["IMAGE", {}], "scale": ["FLOAT", {}]},
+            "optional": {"mode": [["a", "b"], {}]},
+        },
+        "input_order": {"required": ["image", "scale"], "optional": ["mode"]},
+        "output": ["IMAGE"],
+    },
+    "Sink": {"input": {"required": {"images": ["IMAGE", {}], "name": ["STRING", {}]}}, "output": []},
+}
+
+
+def toy(mid_mode: int, via_reroute: bool = False, primitive: bool = False) -> dict:
+    def node(id_, type_, mode=0, inputs=(), values=()):
+        return {
+            "id": id_,
+            "type": type_,
+            "mode": mode,
+            "pos": [0, 0],
+            "size": [10, 10],
+            "inputs": list(inputs),
+            "outputs": [{"name": "out", "type": "IMAGE", "links": []}],
+            "widgets_values": list(values),
+        }
+
+    nodes = [
+        node(1, "Src", values=[7, "randomize"]),
+        node(
+            2,
+            "Mid",
+            mid_mode,
+            [
+                {"name": "image", "type": "IMAGE", "link": 1},
+                {
+                    "name": "scale",
+                    "type": "FLOAT",
+                    "link": 4 if primitive else None,
+                    "widget": {"name": "scale"},
+                },
+            ],
+            [0.5, "b"],
+        ),
+        node(
+            3,
+            "Sink",
+            inputs=[{"name": "images", "type": "IMAGE", "link": 3 if via_reroute else 2}],
+            values=["x"],
+        ),
+        node(4, "Reroute", inputs=[{"name": "", "type": "*", "link": 2}]),
+        node(5, "PrimitiveNode", values=[2.5, "fixed"]),
+        node(6, "Note", values=["hello"]),
+    ]
+    links = [
+        [1, 1, 0, 2, 0, "IMAGE"],
+        [2, 2, 0, 3 if not via_reroute else 4, 0, "IMAGE"],
+        [3, 4, 0, 3, 0, "IMAGE"],
+        [4, 5, 0, 2, 1, "FLOAT"],
+    ]
+    return {"nodes": nodes, "links": links, "groups": []}
+
+
+def test_converter_follows_comfyui_semantics():
+    prompt = to_api(toy(MODE_ALWAYS), TOY_INFO, keep_meta=False)
+    assert prompt == {
+        "1": {"class_type": "Src", "inputs": {"seed": 7}},  # "randomize" is the seed's control widget
+        "2": {"class_type": "Mid", "inputs": {"image": ["1", 0], "scale": 0.5, "mode": "b"}},
+        "3": {"class_type": "Sink", "inputs": {"images": ["2", 0], "name": "x"}},
+    }
+    # bypassed: the IMAGE input passes through to the IMAGE output
+    assert to_api(toy(MODE_BYPASS), TOY_INFO)["3"]["inputs"]["images"] == ["1", 0]
+    # muted: the node and the input fed by it are left out
+    muted = to_api(toy(MODE_NEVER), TOY_INFO)
+    assert "2" not in muted and "images" not in muted["3"]["inputs"]
+    # a reroute is followed; a primitive's value replaces the widget it feeds
+    assert to_api(toy(MODE_ALWAYS, via_reroute=True), TOY_INFO)["3"]["inputs"]["images"] == ["2", 0]
+    assert to_api(toy(MODE_ALWAYS, primitive=True), TOY_INFO)["2"]["inputs"]["scale"] == 2.5
+
+
+def test_substitute_swaps_the_stock_models_for_the_test_models():
+    prompt = {
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"},
+        },
+        "2": {
+            "class_type": "DualCLIPLoader",
+            "inputs": {
+                "clip_name1": "t5xxl_fp16.safetensors",
+                "clip_name2": "clip_l.safetensors",
+                "type": "flux",
+                "device": "default",
+            },
+        },
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "4": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 1024, "height": 1024, "batch_size": 1},
+        },
+        "5": {"class_type": "KSampler", "inputs": {"seed": 3, "steps": 50}},
+    }
+    out = substitute(prompt, replacements_for_test_models(256, 192, steps=4))
+    assert out["1"]["inputs"]["unet_name"] == "ralu_test_flux_dev.safetensors"
+    assert out["2"] == {
+        "class_type": "CLIPLoader",
+        "inputs": {"clip_name": "ralu_test_clip_l.safetensors", "type": "sd3", "device": "default"},
+    }
+    assert out["3"]["inputs"]["vae_name"] == "taef1"
+    assert out["4"]["inputs"] == {"width": 256, "height": 192, "batch_size": 1}
+    assert out["5"]["inputs"] == {"seed": 3, "steps": 4}
+    assert prompt["2"]["class_type"] == "DualCLIPLoader"  # the input is not changed
+    assert json.loads(json.dumps(out)) == out
+
+
+def test_the_workflow_files_are_plain_json_in_the_ui_format():
+    for path in WORKFLOWS:
+        workflow = json.loads(Path(path).read_text(encoding="utf-8"))
+        assert workflow["version"] == 0.4
+        assert set(workflow) >= {
+            "last_node_id",
+            "last_link_id",
+            "nodes",
+            "links",
+            "groups",
+            "config",
+            "extra",
+        }
+        for node in workflow["nodes"]:
+            assert set(node) >= {
+                "id",
+                "type",
+                "pos",
+                "size",
+                "flags",
+                "order",
+                "mode",
+                "inputs",
+                "outputs",
+                "properties",
+                "widgets_values",
+            }
+            if node["type"] not in NOTE_TYPES:
+                assert node["properties"]["Node name for S&R"] == node["type"]
+        order = {n["id"]: n["order"] for n in workflow["nodes"]}
+        assert sorted(order.values()) == list(range(len(order)))
+        assert all(order[link[1]] < order[link[3]] for link in workflow["links"])  # a topological order
