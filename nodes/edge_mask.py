@@ -5,6 +5,7 @@ from ..ralu.edge_map import LOW_RES_CELL, edge_map_and_scores, half_resolution
 from ..ralu.edges import mask_cells, select_tokens, selection_mask
 from ..ralu.sampler import early_upsample_count
 from .plan_type import RaluPlan
+from .shared_inputs import faithful_gray_input, force_mask_input
 
 FULL_RES_CELL = 2 * LOW_RES_CELL
 
@@ -38,19 +39,8 @@ class RALUEdgeMask(io.ComfyNode):
                     step=0.01,
                     tooltip="Fraction of cells upsampled early, when no plan is connected.",
                 ),
-                io.Mask.Input(
-                    "force_mask",
-                    optional=True,
-                    tooltip="Regions always upsampled early (e.g. faces), in addition to the edge cells.",
-                ),
-                io.Boolean.Input(
-                    "faithful_gray",
-                    default=True,
-                    label_on="reference",
-                    label_off="full range",
-                    tooltip="reference: gray clipped as the reference code does (everything darker than "
-                    "mid-grey is flat); full range: edges in dark regions count too.",
-                ),
+                force_mask_input(),
+                faithful_gray_input(),
                 io.Int.Input(
                     "seed",
                     default=0,

@@ -2,6 +2,7 @@ from comfy_api.latest import io, ui
 
 from ..comfy_glue import run_ralu_ksampler
 from .plan_type import RaluPlan
+from .shared_inputs import faithful_gray_input, force_mask_input
 
 
 class RALUKSampler(io.ComfyNode):
@@ -53,20 +54,9 @@ class RALUKSampler(io.ComfyNode):
                     "paper's way); latent: use ComfyUI's preview colours, no decode (faster, "
                     "rougher).",
                 ),
-                io.Boolean.Input(
-                    "faithful_gray",
-                    default=True,
-                    label_on="reference",
-                    label_off="full range",
-                    tooltip="reference: gray clipped as the reference code does (everything darker "
-                    "than mid-grey is flat); full range: edges in dark regions count too.",
-                ),
+                faithful_gray_input(),
                 io.Vae.Input("vae", optional=True, tooltip="The VAE of the model, for edge_source 'vae'."),
-                io.Mask.Input(
-                    "force_mask",
-                    optional=True,
-                    tooltip="Regions always upsampled early (e.g. faces), in addition to the edges.",
-                ),
+                force_mask_input(),
             ],
             outputs=[
                 io.Latent.Output(display_name="LATENT", tooltip="The full-resolution result."),

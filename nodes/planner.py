@@ -6,6 +6,7 @@ from ..ralu.summary import describe_plan
 from .plan_type import RaluPlan
 
 CUSTOM = "custom"
+STAGE_NAMES = ("low resolution", "edges at full resolution", "full resolution")
 SOLVE = "solve (NT-DM)"
 MANUAL = "manual"
 
@@ -42,26 +43,15 @@ class RALUStagePlanner(io.ComfyNode):
                     "paper's; sd3_2x / sd3_3x: the paper's SD3 Medium plans; custom: your own "
                     "steps and stage ends below.",
                 ),
-                io.Int.Input(
-                    "n1",
-                    default=5,
-                    min=1,
-                    max=200,
-                    tooltip="Euler steps of stage 1 (low resolution)." + custom_only,
-                ),
-                io.Int.Input(
-                    "n2",
-                    default=6,
-                    min=1,
-                    max=200,
-                    tooltip="Euler steps of stage 2 (edges at full resolution)." + custom_only,
-                ),
-                io.Int.Input(
-                    "n3",
-                    default=7,
-                    min=1,
-                    max=200,
-                    tooltip="Euler steps of stage 3 (full resolution)." + custom_only,
+                *(
+                    io.Int.Input(
+                        f"n{k}",
+                        default=n,
+                        min=1,
+                        max=200,
+                        tooltip=f"Euler steps of stage {k} ({what})." + custom_only,
+                    )
+                    for k, n, what in zip((1, 2, 3), PRESETS["flux_4x"].steps, STAGE_NAMES)
                 ),
                 io.Float.Input(
                     "e1",
@@ -95,29 +85,16 @@ class RALUStagePlanner(io.ComfyNode):
                     tooltip="solve: per-stage time shifts and Z by noise-timestep distribution matching "
                     "(NT-DM, as the paper); manual: the values below." + custom_only,
                 ),
-                io.Float.Input(
-                    "h1",
-                    default=3.0,
-                    min=0.5,
-                    max=10.0,
-                    step=0.001,
-                    tooltip="Time shift of stage 1, with shifts 'manual'.",
-                ),
-                io.Float.Input(
-                    "h2",
-                    default=3.0,
-                    min=0.5,
-                    max=10.0,
-                    step=0.001,
-                    tooltip="Time shift of stage 2, with shifts 'manual'.",
-                ),
-                io.Float.Input(
-                    "h3",
-                    default=3.0,
-                    min=0.5,
-                    max=10.0,
-                    step=0.001,
-                    tooltip="Time shift of stage 3, with shifts 'manual'.",
+                *(
+                    io.Float.Input(
+                        f"h{k}",
+                        default=3.0,
+                        min=0.5,
+                        max=10.0,
+                        step=0.001,
+                        tooltip=f"Time shift of stage {k}, with shifts 'manual'.",
+                    )
+                    for k in (1, 2, 3)
                 ),
                 io.Float.Input(
                     "z",

@@ -2,45 +2,28 @@
 
 import torch
 
-TINY_FLUX = dict(
-    image_model="flux",
-    in_channels=16,
-    out_channels=16,
-    vec_in_dim=16,
-    context_in_dim=32,
-    hidden_size=128,
-    mlp_ratio=4.0,
-    num_heads=4,
-    depth=1,
-    depth_single_blocks=1,
-    axes_dim=[4, 14, 14],
-    theta=10000,
-    patch_size=2,
-    qkv_bias=True,
-    guidance_embed=True,
-)
+from tests.models.builders import FLUX_DEV_CONFIG, random_weights
+
+# The loader-detectable test FLUX's config, shrunk: ComfyUI's loader would not detect this one.
+TINY_FLUX = {
+    **FLUX_DEV_CONFIG,
+    "vec_in_dim": 16,
+    "context_in_dim": 32,
+    "hidden_size": 128,
+    "num_heads": 4,
+    "depth_single_blocks": 1,
+    "axes_dim": [4, 14, 14],
+}
 
 
-def randomize(module: torch.nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if param.ndim >= 2:
-                fan_in = param[0].numel()
-                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
-            elif name.endswith("scale"):
-                param.fill_(1.0)
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
-
-
-def build_patcher(model_config):
+def build_patcher(model_config, name: str):
     import comfy.model_management as mm
     import comfy.model_patcher
 
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({})
-    randomize(model.diffusion_model, seed=0)
+    shapes = model.diffusion_model.state_dict()
+    model.diffusion_model.load_state_dict(random_weights(shapes, name, torch.float32))
     return comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device())
 
 
@@ -53,7 +36,7 @@ def build_tiny_flux():
     config = dict(TINY_FLUX)
     if "txt_ids_dims" in {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}:
         config["txt_ids_dims"] = []
-    return build_patcher(comfy.supported_models.Flux(config))
+    return build_patcher(comfy.supported_models.Flux(config), "tiny_flux")
 
 
 def build_tiny_sd3():
@@ -71,7 +54,7 @@ def build_tiny_sd3():
             "params": {"in_features": 32, "out_features": 128},
         },
     )
-    return build_patcher(comfy.supported_models.SD3(config))
+    return build_patcher(comfy.supported_models.SD3(config), "tiny_sd3")
 
 
 def flux_conditioning(seed: int, tokens: int = 8, guidance: float = 3.5):

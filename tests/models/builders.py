@@ -76,7 +76,7 @@ def _seed(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def _random_weights(shapes: dict, name: str, dtype, fixed: dict | None = None) -> dict:
+def random_weights(shapes: dict, name: str, dtype, fixed: dict | None = None) -> dict:
     """Seeded random tensors for the (meta) tensors in `shapes`; `fixed` supplies exact values."""
     import torch
 
@@ -112,7 +112,7 @@ def build_flux_dev() -> dict:
             dtype=torch.bfloat16, device="meta", operations=comfy.ops.disable_weight_init, **FLUX_DEV_CONFIG
         )
     )
-    return _random_weights(shapes, FLUX_DEV, torch.bfloat16)
+    return random_weights(shapes, FLUX_DEV, torch.bfloat16)
 
 
 def build_sd3() -> dict:
@@ -142,7 +142,7 @@ def build_sd3() -> dict:
     # SD3 ships a fixed 2D sin-cos position table, not a learned one: write the real thing.
     pos = mmdit.get_2d_sincos_pos_embed(hidden, SD3_POS_EMBED_MAX_SIZE)
     fixed = {"pos_embed": torch.from_numpy(pos).float().unsqueeze(0)}
-    return _random_weights(shapes, SD3, torch.float16, fixed)
+    return random_weights(shapes, SD3, torch.float16, fixed)
 
 
 def build_clip_l() -> dict:
@@ -156,7 +156,7 @@ def build_clip_l() -> dict:
     shapes = _meta_state_dict(
         lambda: comfy.clip_model.CLIPTextModel(config, torch.float16, "meta", comfy.ops.disable_weight_init)
     )
-    return _random_weights(shapes, CLIP_L, torch.float16)
+    return random_weights(shapes, CLIP_L, torch.float16)
 
 
 def _taesd_builder(name: str, part: str) -> Callable[[], dict]:
@@ -166,7 +166,7 @@ def _taesd_builder(name: str, part: str) -> Callable[[], dict]:
 
         make = taesd.Encoder if part == "encoder" else taesd.Decoder
         shapes = _meta_state_dict(lambda: make(latent_channels=16))
-        return _random_weights(shapes, f"{name}_{part}", torch.float32)
+        return random_weights(shapes, f"{name}_{part}", torch.float32)
 
     return build
 

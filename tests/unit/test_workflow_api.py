@@ -1,0 +1,130 @@
+"""scripts/workflow_api.py without a server: ComfyUI's graph semantics on a toy graph, model swaps."""
+
+import json
+
+from scripts.workflow_api import (
+    MODE_ALWAYS,
+    MODE_BYPASS,
+    MODE_NEVER,
+    replacements_for_test_models,
+    substitute,
+    to_api,
+)
+
+TOY_INFO = {
+    "Src": {
+        "input": {"required": {"seed": ["INT", {"control_after_generate": True, "max": 10}]}},
+        "input_order": {"required": ["seed"]},
+        "output": ["IMAGE"],
+    },
+    "Mid": {
+        "input": {
+            "required": {"image": ["IMAGE", {}], "scale": ["FLOAT", {}]},
+            "optional": {"mode": [["a", "b"], {}]},
+        },
+        "input_order": {"required": ["image", "scale"], "optional": ["mode"]},
+        "output": ["IMAGE"],
+    },
+    "Sink": {"input": {"required": {"images": ["IMAGE", {}], "name": ["STRING", {}]}}, "output": []},
+}
+
+
+def toy(mid_mode: int, via_reroute: bool = False, primitive: bool = False) -> dict:
+    def node(id_, type_, mode=0, inputs=(), values=()):
+        return {
+            "id": id_,
+            "type": type_,
+            "mode": mode,
+            "pos": [0, 0],
+            "size": [10, 10],
+            "inputs": list(inputs),
+            "outputs": [{"name": "out", "type": "IMAGE", "links": []}],
+            "widgets_values": list(values),
+        }
+
+    nodes = [
+        node(1, "Src", values=[7, "randomize"]),
+        node(
+            2,
+            "Mid",
+            mid_mode,
+            [
+                {"name": "image", "type": "IMAGE", "link": 1},
+                {
+                    "name": "scale",
+                    "type": "FLOAT",
+                    "link": 4 if primitive else None,
+                    "widget": {"name": "scale"},
+                },
+            ],
+            [0.5, "b"],
+        ),
+        node(
+            3,
+            "Sink",
+            inputs=[{"name": "images", "type": "IMAGE", "link": 3 if via_reroute else 2}],
+            values=["x"],
+        ),
+        node(4, "Reroute", inputs=[{"name": "", "type": "*", "link": 2}]),
+        node(5, "PrimitiveNode", values=[2.5, "fixed"]),
+        node(6, "Note", values=["hello"]),
+    ]
+    links = [
+        [1, 1, 0, 2, 0, "IMAGE"],
+        [2, 2, 0, 3 if not via_reroute else 4, 0, "IMAGE"],
+        [3, 4, 0, 3, 0, "IMAGE"],
+        [4, 5, 0, 2, 1, "FLOAT"],
+    ]
+    return {"nodes": nodes, "links": links, "groups": []}
+
+
+def test_converter_follows_comfyui_semantics():
+    prompt = to_api(toy(MODE_ALWAYS), TOY_INFO, keep_meta=False)
+    assert prompt == {
+        "1": {"class_type": "Src", "inputs": {"seed": 7}},  # "randomize" is the seed's control widget
+        "2": {"class_type": "Mid", "inputs": {"image": ["1", 0], "scale": 0.5, "mode": "b"}},
+        "3": {"class_type": "Sink", "inputs": {"images": ["2", 0], "name": "x"}},
+    }
+    # bypassed: the IMAGE input passes through to the IMAGE output
+    assert to_api(toy(MODE_BYPASS), TOY_INFO)["3"]["inputs"]["images"] == ["1", 0]
+    # muted: the node and the input fed by it are left out
+    muted = to_api(toy(MODE_NEVER), TOY_INFO)
+    assert "2" not in muted and "images" not in muted["3"]["inputs"]
+    # a reroute is followed; a primitive's value replaces the widget it feeds
+    assert to_api(toy(MODE_ALWAYS, via_reroute=True), TOY_INFO)["3"]["inputs"]["images"] == ["2", 0]
+    assert to_api(toy(MODE_ALWAYS, primitive=True), TOY_INFO)["2"]["inputs"]["scale"] == 2.5
+
+
+def test_substitute_swaps_the_stock_models_for_the_test_models():
+    prompt = {
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"},
+        },
+        "2": {
+            "class_type": "DualCLIPLoader",
+            "inputs": {
+                "clip_name1": "t5xxl_fp16.safetensors",
+                "clip_name2": "clip_l.safetensors",
+                "type": "flux",
+                "device": "default",
+            },
+        },
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "4": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 1024, "height": 1024, "batch_size": 1},
+        },
+        "5": {"class_type": "KSampler", "inputs": {"seed": 3, "steps": 50}},
+    }
+    out = substitute(prompt, replacements_for_test_models(256, 192, steps=4))
+    assert out["1"]["inputs"]["unet_name"] == "ralu_test_flux_dev.safetensors"
+    assert out["2"] == {
+        "class_type": "CLIPLoader",
+        "inputs": {"clip_name": "ralu_test_clip_l.safetensors", "type": "sd3", "device": "default"},
+    }
+    assert out["3"]["inputs"]["vae_name"] == "taef1"
+    assert out["4"]["inputs"] == {"width": 256, "height": 192, "batch_size": 1}
+    assert out["5"]["inputs"] == {"seed": 3, "steps": 4}
+    assert prompt["2"]["class_type"] == "DualCLIPLoader"  # the input is not changed
+    assert json.loads(json.dumps(out)) == out
