@@ -232,6 +232,13 @@ def run_ralu_ksampler(
     check_conditioning(positive, negative)
     if edge_source == "vae" and vae is None:
         raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
+    vae_channels = getattr(vae, "latent_channels", None) if edge_source == "vae" else None
+    if vae_channels is not None and vae_channels != model.model.latent_format.latent_channels:
+        raise RaluInputError(
+            f"This VAE decodes {vae_channels}-channel latents, but the model makes "
+            f"{model.model.latent_format.latent_channels}-channel ones: connect the model's own VAE "
+            "(ae.safetensors or taef1 for FLUX)."
+        )
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(samples)
     if torch.count_nonzero(samples):

@@ -47,6 +47,7 @@ def run(
     positive=None,
     negative=None,
     latent=None,
+    vae=None,
 ):
     glue, _ = ralu_modules(pack)
     return glue.run_ralu_ksampler(
@@ -55,11 +56,11 @@ def run(
         negative or flux_conditioning(1),
         latent or empty_latent(batch, size),
         plan,
-        None,
+        vae,
         seed,
         cfg,
         mask,
-        "latent",
+        "latent" if vae is None else "vae",
         True,
     )
 
@@ -183,6 +184,15 @@ def test_the_shared_model_is_left_unpatched(pack, tiny_flux):
     assert torch.equal(plain(), reference)
 
 
+def sd15_taesd():
+    """A random TAESD for 4-channel (SD1.5) latents, loaded the way VAELoader loads one."""
+    import comfy.sd
+    import comfy.taesd.taesd
+
+    decoder = comfy.taesd.taesd.TAESD(latent_channels=4).taesd_decoder
+    return comfy.sd.VAE(sd={f"taesd_decoder.{k}": v for k, v in decoder.state_dict().items()})
+
+
 def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
     glue, plan_mod = ralu_modules(pack)
     plan = plan_mod.PRESETS["flux_7x"]
@@ -196,6 +206,8 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
         run(pack, tiny_flux, plan, latent={**empty_latent(), "noise_mask": torch.ones(1, 256, 256)})
     with pytest.raises(glue.RaluInputError, match="ignore the picture in this latent"):
         run(pack, tiny_flux, plan, latent={"samples": torch.ones(1, 16, 32, 32)})
+    with pytest.raises(glue.RaluInputError, match="decodes 4-channel latents, but the model makes 16-channel"):
+        run(pack, tiny_flux, plan, vae=sd15_taesd())
     with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*this model is SD3"):
         run(pack, tiny_sd3, plan)
 
