@@ -206,7 +206,9 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
         run(pack, tiny_flux, plan, latent={**empty_latent(), "noise_mask": torch.ones(1, 256, 256)})
     with pytest.raises(glue.RaluInputError, match="ignore the picture in this latent"):
         run(pack, tiny_flux, plan, latent={"samples": torch.ones(1, 16, 32, 32)})
-    with pytest.raises(glue.RaluInputError, match="decodes 4-channel latents, but the model makes 16-channel"):
+    with pytest.raises(
+        glue.RaluInputError, match="decodes 4-channel latents, but the model makes 16-channel"
+    ):
         run(pack, tiny_flux, plan, vae=sd15_taesd())
     with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*this model is SD3"):
         run(pack, tiny_sd3, plan)
