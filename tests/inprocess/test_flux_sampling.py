@@ -246,3 +246,18 @@ def test_one_progress_bar_over_all_stages_with_full_res_previews(pack, tiny_flux
     assert [(value, total) for value, total, _ in updates] == [(i + 1, 18) for i in range(18)]
     # Latent2RGB previews are one pixel per latent pixel: every stage shows the whole 256x256 picture.
     assert {preview[1].size for _, _, preview in updates} == {(32, 32)}
+
+
+def test_weight_patches_on_the_model_apply_as_loras_do(pack, tiny_flux):
+    """LoRA loaders hand the sampler a clone with weight patches; RALU must sample the patched weights."""
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_7x"]
+    key = "diffusion_model.double_blocks.0.img_attn.qkv.weight"
+    lora_like = tiny_flux.clone()
+    delta = torch.randn(tiny_flux.get_model_object(key).shape, generator=torch.Generator().manual_seed(4))
+    assert lora_like.add_patches({key: (delta * 0.05,)}, 1.0) == [key]
+    plain = run(pack, tiny_flux, plan)[0]["samples"]
+    patched = run(pack, lora_like, plan)[0]["samples"]
+    again = run(pack, tiny_flux, plan)[0]["samples"]
+    assert not torch.allclose(plain, patched)
+    assert torch.equal(plain, again)  # and the patch did not stay on the shared weights
