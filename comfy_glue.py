@@ -154,10 +154,6 @@ class EdgeSource:
         return edge_map_and_scores(image, self.faithful_gray)[1]
 
 
-def forced_cells(mask: torch.Tensor | None, rows: int, cols: int, batch: int) -> torch.Tensor | None:
-    return None if mask is None else mask_cells(mask, rows, cols, batch)
-
-
 def model_caller(model_k, extra_args: dict, stage_ids: StageIds):
     """Adapts ComfyUI's denoiser to `predict_x0(tokens, ids, grid, sigma)` of `ralu.sampler`."""
 
@@ -191,11 +187,39 @@ def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, di
         model_caller(model_k, extra_args or {}, run.stage_ids),
         run.edge_source,
         run.generator,
-        forced=forced_cells(run.mask, rows, cols, x.shape[0]),
+        forced=None if run.mask is None else mask_cells(run.mask, rows, cols, x.shape[0]),
         on_step=run.on_step,
     )
     run.result = result
     return result.latent
+
+
+def check_inputs(model, positive, negative, latent: dict, vae, edge_source: str) -> torch.Tensor:
+    """Refuses, with a message that says what to change, what RALU cannot sample; returns the latent."""
+    model_family(model)
+    if "noise_mask" in latent:
+        raise RaluInputError(
+            "RALU KSampler does not inpaint: the latent has a noise mask (from "
+            "SetLatentNoiseMask or VAEEncodeForInpaint). Use a plain KSampler for inpainting."
+        )
+    check_conditioning(positive, negative)
+    if edge_source == "vae" and vae is None:
+        raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
+    vae_channels = getattr(vae, "latent_channels", None) if edge_source == "vae" else None
+    if vae_channels is not None and vae_channels != model.model.latent_format.latent_channels:
+        raise RaluInputError(
+            f"This VAE decodes {vae_channels}-channel latents, but the model makes "
+            f"{model.model.latent_format.latent_channels}-channel ones: connect the model's own VAE "
+            "(ae.safetensors or taef1 for FLUX)."
+        )
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    check_latent(samples)
+    if torch.count_nonzero(samples):
+        raise RaluInputError(
+            "RALU KSampler generates from pure noise, so it would ignore the picture in this "
+            "latent. Connect an empty latent (EmptySD3LatentImage); for img2img use a plain KSampler."
+        )
+    return samples
 
 
 @dataclass
@@ -223,30 +247,7 @@ def run_ralu_ksampler(
     faithful_gray: bool,
 ):
     """Samples `latent` with RALU; returns (the LATENT dict, the early-upsample MASK, the run's result)."""
-    model_family(model)
-    if "noise_mask" in latent:
-        raise RaluInputError(
-            "RALU KSampler does not inpaint: the latent has a noise mask (from "
-            "SetLatentNoiseMask or VAEEncodeForInpaint). Use a plain KSampler for inpainting."
-        )
-    check_conditioning(positive, negative)
-    if edge_source == "vae" and vae is None:
-        raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
-    vae_channels = getattr(vae, "latent_channels", None) if edge_source == "vae" else None
-    if vae_channels is not None and vae_channels != model.model.latent_format.latent_channels:
-        raise RaluInputError(
-            f"This VAE decodes {vae_channels}-channel latents, but the model makes "
-            f"{model.model.latent_format.latent_channels}-channel ones: connect the model's own VAE "
-            "(ae.safetensors or taef1 for FLUX)."
-        )
-    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    check_latent(samples)
-    if torch.count_nonzero(samples):
-        raise RaluInputError(
-            "RALU KSampler generates from pure noise, so it would ignore the picture in this "
-            "latent. Connect an empty latent (EmptySD3LatentImage); for img2img use a plain KSampler."
-        )
-
+    samples = check_inputs(model, positive, negative, latent, vae, edge_source)
     patched, stage_ids = clone_for_ralu(model)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     preview = latent_preview.prepare_callback(patched, plan.total_steps)
