@@ -32,6 +32,9 @@ CONDITIONING_REFUSALS = {
     "gligen": "GLIGEN boxes need a pixel grid, which stage 2 does not have",
     "concat_latent_image": "inpainting models (FLUX Fill) take a latent that must match each stage's shape",
 }
+# Step caches that reuse model outputs between steps assume one token layout per run; RALU changes it
+# twice (found by trying: they crash or skip stage 2's calls). Keyed by their transformer_options entry.
+STEP_CACHES = {"easycache": "EasyCache / LazyCache"}
 
 
 class RaluInputError(ValueError):
@@ -169,9 +172,9 @@ def model_caller(model_k, extra_args: dict, stage_ids: StageIds):
             stage_ids.ids = None
         if stage_ids.applied == applied_before:
             raise RuntimeError(
-                "RALU: this ComfyUI's FLUX model did not apply post_input patches, so stage 2's token "
-                "positions cannot be set. Update ComfyUI, or remove nodes that replace FLUX's forward "
-                "(e.g. TeaCache) from this model."
+                "RALU: the FLUX model did not apply post_input patches, so stage 2's token positions "
+                "cannot be set. A node replaced or skipped FLUX's forward (TeaCache or another step "
+                "cache): remove it from this model, or update ComfyUI."
             )
         return x0
 
@@ -197,6 +200,13 @@ def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, di
 def check_inputs(model, positive, negative, latent: dict, vae, edge_source: str) -> torch.Tensor:
     """Refuses, with a message that says what to change, what RALU cannot sample; returns the latent."""
     model_family(model)
+    for key, name in STEP_CACHES.items():
+        if key in model.model_options.get("transformer_options", {}):
+            raise RaluInputError(
+                f"RALU KSampler does not combine with {name}: it reuses model outputs between steps of one "
+                "token layout, and RALU changes the layout twice. Remove that node; RALU already skips "
+                "most of the work."
+            )
     if "noise_mask" in latent:
         raise RaluInputError(
             "RALU KSampler does not inpaint: the latent has a noise mask (from "

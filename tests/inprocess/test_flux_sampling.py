@@ -210,6 +210,12 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
         glue.RaluInputError, match="decodes 4-channel latents, but the model makes 16-channel"
     ):
         run(pack, tiny_flux, plan, vae=sd15_taesd())
+    from comfy_extras.nodes_easycache import EasyCacheNode, LazyCacheNode
+
+    for cache in (EasyCacheNode, LazyCacheNode):
+        cached = cache.execute(tiny_flux, 0.2, 0.15, 0.95, False).result[0]
+        with pytest.raises(glue.RaluInputError, match="does not combine with EasyCache / LazyCache"):
+            run(pack, cached, plan)
     with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*this model is SD3"):
         run(pack, tiny_sd3, plan)
 
