@@ -284,7 +284,11 @@ def start_host(
             log.write(f"$ cd {host.comfy_dir} && {' '.join(cmd)}\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                cmd, cwd=host.comfy_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                cmd,
+                cwd=host.comfy_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
                 stderr=subprocess.STDOUT,
             )
         server = ComfyHost(proc, port, base_dir, host.comfy_dir, log_path)
