@@ -17,14 +17,13 @@ import comfy.utils
 import latent_preview
 import torch
 
-from .ralu.edge_map import edge_map_and_scores
+from .ralu.edge_map import FULL_RES_CELL, edge_map_and_scores
 from .ralu.edges import mask_cells, selection_mask
 from .ralu.plan import Plan, plan_sigmas
 from .ralu.sampler import RaluResult, sample_ralu
 from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
 
 SUPPORTED_MODELS = "FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 patches)"
-PIXELS_PER_LOW_RES_TOKEN = 32  # a low-res token is 2x2 latent pixels at half resolution
 CONDITIONING_REFUSALS = {
     "area": "area conditioning (ConditioningSetArea) needs a pixel grid, which stage 2 does not have",
     "mask": "masked conditioning (ConditioningSetMask) needs a pixel grid, which stage 2 does not have",
@@ -61,11 +60,11 @@ def check_latent(samples: torch.Tensor) -> None:
             f"RALU KSampler needs an image latent (B, C, H, W); got shape {tuple(samples.shape)}."
         )
     height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
-    if height % PIXELS_PER_LOW_RES_TOKEN or width % PIXELS_PER_LOW_RES_TOKEN:
+    if height % FULL_RES_CELL or width % FULL_RES_CELL:
 
         def near(v: int) -> str:
-            lo = v // PIXELS_PER_LOW_RES_TOKEN * PIXELS_PER_LOW_RES_TOKEN
-            return f"{lo} or {lo + PIXELS_PER_LOW_RES_TOKEN}" if lo else str(PIXELS_PER_LOW_RES_TOKEN)
+            lo = v // FULL_RES_CELL * FULL_RES_CELL
+            return f"{lo} or {lo + FULL_RES_CELL}" if lo else str(FULL_RES_CELL)
 
         raise RaluInputError(
             f"RALU needs an image whose width and height are multiples of 32 pixels (it halves the "
@@ -286,5 +285,5 @@ def run_ralu_ksampler(
     )
     result = run.result
     rows, cols = result.low_res_grid
-    early = selection_mask(result.selected, rows, cols, PIXELS_PER_LOW_RES_TOKEN, PIXELS_PER_LOW_RES_TOKEN)
+    early = selection_mask(result.selected, rows, cols, FULL_RES_CELL, FULL_RES_CELL)
     return {**latent, "samples": out}, early, result

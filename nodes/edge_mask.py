@@ -1,13 +1,10 @@
 import torch
 from comfy_api.latest import io, ui
 
-from ..ralu.edge_map import LOW_RES_CELL, edge_map_and_scores, half_resolution
-from ..ralu.edges import mask_cells, select_tokens, selection_mask
+from ..ralu.edge_map import FULL_RES_CELL, early_upsample_mask
 from ..ralu.sampler import early_upsample_count
 from .plan_type import RaluPlan
 from .shared_inputs import faithful_gray_input, force_mask_input
-
-FULL_RES_CELL = 2 * LOW_RES_CELL
 
 
 class RALUEdgeMask(io.ComfyNode):
@@ -60,20 +57,20 @@ class RALUEdgeMask(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, up_ratio, faithful_gray, seed, plan=None, force_mask=None) -> io.NodeOutput:
-        batch, height, width = image.shape[:3]
+        height, width = image.shape[1:3]
         if height % FULL_RES_CELL or width % FULL_RES_CELL:
             raise ValueError(
                 f"RALU Edge Mask needs a picture whose width and height are multiples of "
                 f"{FULL_RES_CELL} pixels, as RALU generates them; got {width}x{height}. "
                 f"Crop or scale it first (e.g. ImageScale)."
             )
-        rows, cols = height // FULL_RES_CELL, width // FULL_RES_CELL
         ratio = up_ratio if plan is None else plan.up_ratio
-        edges, scores = edge_map_and_scores(half_resolution(image.cpu()), faithful_gray)
-        forced = None if force_mask is None else mask_cells(force_mask.cpu(), rows, cols, batch)
-        k = early_upsample_count(ratio, rows * cols)
-        selected = select_tokens(scores, k, forced, torch.Generator().manual_seed(seed))
-        mask = selection_mask(selected, rows, cols, FULL_RES_CELL, FULL_RES_CELL)
-        edge_image = torch.nn.functional.interpolate(edges.float(), scale_factor=2, mode="nearest")
-        edge_image = edge_image.movedim(1, -1).expand(-1, -1, -1, 3)
+        k = early_upsample_count(ratio, (height // FULL_RES_CELL) * (width // FULL_RES_CELL))
+        mask, edge_image = early_upsample_mask(
+            image.cpu(),
+            k,
+            None if force_mask is None else force_mask.cpu(),
+            faithful_gray,
+            torch.Generator().manual_seed(seed),
+        )
         return io.NodeOutput(mask, edge_image, ui=ui.PreviewMask(mask, cls=cls))
