@@ -87,28 +87,31 @@ def test_stage2_strip_with_ids_equals_the_grid(pack, tiny_flux):
     guider = comfy.samplers.CFGGuider(patched)
     guider.set_conds(flux_conditioning(0), flux_conditioning(1, tokens=5))
     guider.set_cfg(3.0)  # cond and uncond both run; their batches must get the ids too
-    noise = torch.randn(2, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(2, 16, 16, 24, generator=torch.Generator().manual_seed(0))
     guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(probe), torch.tensor([1.0, 0.0]))
     assert stage_ids.applied >= 1
     torch.testing.assert_close(seen["strip"], seen["grid"], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("preset", ["flux_4x", "flux_7x"])
-def test_each_stage_calls_the_model_with_the_plans_token_counts(pack, tiny_flux, preset):
+@pytest.mark.parametrize(("preset", "height", "width"), [("flux_4x", 256, 256), ("flux_7x", 192, 320)])
+def test_each_stage_calls_the_model_with_the_plans_token_counts(pack, tiny_flux, preset, height, width):
     _, plan_mod = ralu_modules(pack)
     plan = plan_mod.PRESETS[preset]
     model, recorder = recorded(tiny_flux)
-    latent, mask, result = run(pack, model, plan)
+    latent, mask, result = run(
+        pack, model, plan, latent={"samples": torch.zeros(1, 16, height // 8, width // 8)}
+    )
     n1, n2, n3 = plan.steps
-    low_res = 8 * 8
+    low_res = (height // 32) * (width // 32)
     k = int(low_res * plan.up_ratio)
     l2 = low_res - k + 4 * k
     assert result.tokens_per_stage == (low_res, l2, 4 * low_res)
     assert result.calls_per_stage == [n1, n2, n3]
-    assert recorder.shapes == [(1, 16, 16, 16)] * n1 + [(1, 16, 2, 2 * l2)] * n2 + [(1, 16, 32, 32)] * n3
-    assert latent["samples"].shape == (1, 16, 32, 32)
+    low, full = (1, 16, height // 16, width // 16), (1, 16, height // 8, width // 8)
+    assert recorder.shapes == [low] * n1 + [(1, 16, 2, 2 * l2)] * n2 + [full] * n3
+    assert latent["samples"].shape == full
     assert torch.isfinite(latent["samples"]).all()
-    assert mask.shape == (1, 256, 256)
+    assert mask.shape == (1, height, width)
     assert mask.mean().item() == pytest.approx(k / low_res)
 
 
