@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import comfy.ldm.flux.model
 import comfy.model_management
+import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -27,7 +28,6 @@ SUPPORTED_MODELS = "FLUX.1 models (dev, schnell and their fine-tunes: 16-channel
 CONDITIONING_REFUSALS = {
     "area": "area conditioning (ConditioningSetArea) needs a pixel grid, which stage 2 does not have",
     "mask": "masked conditioning (ConditioningSetMask) needs a pixel grid, which stage 2 does not have",
-    "control": "ControlNet adds its residuals by grid position, which stage 2's token set does not have",
     "gligen": "GLIGEN boxes need a pixel grid, which stage 2 does not have",
     "concat_latent_image": "inpainting models (FLUX Fill) take a latent that must match each stage's shape",
 }
@@ -85,7 +85,12 @@ def check_conditioning(positive, negative) -> None:
 
 
 class StageIds:
-    """Per-run holder of stage 2's token ids, read by the post_input patch during model calls."""
+    """Per-run holder of stage 2's token ids, read by the post_input patch during model calls.
+
+    As a CALC_COND_BATCH wrapper it also leaves ControlNet out of stage 2: ControlNet adds its
+    residuals to tokens by grid position, which stage 2's mixed set does not have; stages 1 and 3 are
+    grids (low-res and full-res), where ComfyUI scales the hint to the grid as usual.
+    """
 
     def __init__(self) -> None:
         self.ids: torch.Tensor | None = None
@@ -108,6 +113,16 @@ class StageIds:
         self.applied += 1
         return {**args, "img_ids": img_ids}
 
+    def calc_cond_batch(self, executor, model, conds, x_in, timestep, model_options):
+        if self.ids is not None:
+            conds = [
+                None
+                if group is None
+                else [{k: v for k, v in cond.items() if k != "control"} for cond in group]
+                for group in conds
+            ]
+        return executor(model, conds, x_in, timestep, model_options)
+
 
 def clone_for_ralu(model) -> tuple[object, StageIds]:
     clone = model.clone()
@@ -118,6 +133,9 @@ def clone_for_ralu(model) -> tuple[object, StageIds]:
         )
     stage_ids = StageIds()
     clone.set_model_post_input_patch(stage_ids)
+    clone.add_wrapper_with_key(
+        comfy.patcher_extension.WrappersMP.CALC_COND_BATCH, "ralu", stage_ids.calc_cond_batch
+    )
     return clone, stage_ids
 
 

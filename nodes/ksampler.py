@@ -18,7 +18,7 @@ class RALUKSampler(io.ComfyNode):
                 io.Model.Input(
                     "model",
                     tooltip="A FLUX.1 model (dev, schnell or a fine-tune); LoRAs and model "
-                    "patches apply as with any KSampler.",
+                    "patches apply as with any KSampler. A ControlNet on the prompts guides stages 1 and 3.",
                 ),
                 io.Conditioning.Input("positive", tooltip="What the picture should show."),
                 io.Conditioning.Input("negative", tooltip="What to avoid; only used when cfg is above 1."),

@@ -270,3 +270,35 @@ def test_weight_patches_on_the_model_apply_as_loras_do(pack, tiny_flux):
     again = run(pack, tiny_flux, plan)[0]["samples"]
     assert not torch.allclose(plain, patched)
     assert torch.equal(plain, again)  # and the patch did not stay on the shared weights
+
+
+def test_controlnet_guides_the_grid_stages_and_sits_out_stage_2(pack, tiny_flux):
+    import nodes
+    from tiny_models import build_tiny_flux_controlnet
+
+    class ControlRecorder:
+        def __init__(self):
+            self.control_per_call = []
+
+        def __call__(self, executor, *args, **kwargs):
+            control = kwargs.get("control", args[6] if len(args) > 6 else None)
+            self.control_per_call.append(control is not None)
+            return executor(*args, **kwargs)
+
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_7x"]
+    hint = torch.zeros(1, 256, 256, 3)
+    hint[:, 64:192, 64:192] = 1.0
+    positive, negative = nodes.ControlNetApplyAdvanced().apply_controlnet(
+        flux_conditioning(0), flux_conditioning(1), build_tiny_flux_controlnet(), hint, 1.0, 0.0, 1.0
+    )
+    import comfy.patcher_extension
+
+    model = tiny_flux.clone()
+    recorder = ControlRecorder()
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-recorder", recorder)
+    controlled = run(pack, model, plan, positive=positive, negative=negative)[0]["samples"]
+    plain = run(pack, tiny_flux, plan)[0]["samples"]
+    n1, n2, n3 = plan.steps
+    assert recorder.control_per_call == [True] * n1 + [False] * n2 + [True] * n3
+    assert not torch.allclose(controlled, plain)

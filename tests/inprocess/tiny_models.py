@@ -39,6 +39,23 @@ def build_tiny_flux():
     return build_patcher(comfy.supported_models.Flux(config), "tiny_flux")
 
 
+def build_tiny_flux_controlnet():
+    """A tiny XLabs-style FLUX ControlNet (an image hint), wrapped the way ComfyUI's loader wraps one."""
+    import comfy.controlnet
+    import comfy.ldm.flux.controlnet
+    import comfy.model_management as mm
+    import comfy.ops
+
+    config = {k: v for k, v in TINY_FLUX.items() if k != "image_model"}
+    model = comfy.ldm.flux.controlnet.ControlNetFlux(
+        operations=comfy.ops.disable_weight_init, device="cpu", dtype=torch.float32, **config
+    )
+    model.load_state_dict(random_weights(model.state_dict(), "tiny_flux_controlnet", torch.float32))
+    return comfy.controlnet.ControlNet(
+        model, load_device=mm.get_torch_device(), extra_conds=["y", "guidance"]
+    )
+
+
 def build_tiny_sd3():
     import comfy.supported_models
 
