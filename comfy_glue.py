@@ -1,8 +1,9 @@
 """The one module that touches ComfyUI internals: model checks, the id patch, VAE edges, sampling.
 
 Everything here goes through ComfyUI's own mechanisms: a clone of the ModelPatcher carries a
-`post_input` patch (FLUX's documented hook for replacing token ids), the three stages run as a
-custom KSAMPLER function under ComfyUI's own guider, cfg batching, conds and model patches.
+`post_input` patch (FLUX's documented hook for replacing token ids) and a CALC_COND_BATCH wrapper
+keyed "ralu"; the three stages run as a custom KSAMPLER function under ComfyUI's own guider, cfg
+batching, conds and model patches.
 """
 
 from __future__ import annotations
