@@ -75,13 +75,19 @@ def estimate_speedup(
 ) -> SpeedupEstimate:
     if family not in FAMILY_COST:
         raise ValueError(f"family ({family!r}) must be one of {sorted(FAMILY_COST)}")
-    cost = FAMILY_COST[family]
     steps = PRESET_BASELINE_STEPS[family] if baseline_steps is None else baseline_steps
+    return estimate_speedup_for(FAMILY_COST[family], plan, height, width, steps)
+
+
+def estimate_speedup_for(
+    cost: StepCost, plan: Plan, height: int, width: int, baseline_steps: int
+) -> SpeedupEstimate:
+    """The estimate for any model's step cost, e.g. one read from the file that is actually run."""
     full_tokens = (height // PIXELS_PER_TOKEN_SIDE) * (width // PIXELS_PER_TOKEN_SIDE)
     tokens = stage_token_counts(plan, full_tokens)
 
     edge_decode = cost.vae_decode_flops_per_pixel * (height // 2) * (width // 2)
     ralu = sum(n * cost.step_flops(L) for n, L in zip(plan.steps, tokens)) + edge_decode
-    baseline = steps * cost.step_flops(full_tokens)
-    linear_only = steps * full_tokens / sum(n * L for n, L in zip(plan.steps, tokens))
+    baseline = baseline_steps * cost.step_flops(full_tokens)
+    linear_only = baseline_steps * full_tokens / sum(n * L for n, L in zip(plan.steps, tokens))
     return SpeedupEstimate(baseline / ralu, ralu, baseline, tokens, linear_only)

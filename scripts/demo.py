@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import struct
@@ -31,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from ralu.cost import FAMILY_COST, StepCost, estimate_speedup, stage_token_counts  # noqa: E402
+from ralu.cost import FAMILY_COST, StepCost, estimate_speedup, estimate_speedup_for  # noqa: E402
 from ralu.plan import PRESETS  # noqa: E402
 from scripts.workflow_api import (  # noqa: E402
     BASELINE_GROUP,
@@ -115,7 +116,7 @@ def run_model_cost(unet_path: Path, text_tokens: int) -> tuple[StepCost, str]:
     """The cost model's constants for the FLUX file actually run (parameters, width and depth read from
     its header), and a description of it."""
     shapes = safetensors_shapes(unet_path)
-    params = sum(_numel(s) for s in shapes.values())
+    params = sum(math.prod(s) for s in shapes.values())
     hidden = shapes["img_in.weight"][0]
     double = {k.split(".")[1] for k in shapes if k.startswith("double_blocks.")}
     single = {k.split(".")[1] for k in shapes if k.startswith("single_blocks.")}
@@ -127,22 +128,6 @@ def run_model_cost(unet_path: Path, text_tokens: int) -> tuple[StepCost, str]:
         f"{len(single)} single blocks, {text_tokens} text tokens"
     )
     return cost, what
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def flop_speedup(cost: StepCost, plan, height: int, width: int, baseline_steps: int) -> float:
-    """ralu/cost.py's estimate (same formula as estimate_speedup) for another model's constants."""
-    full = (height // 16) * (width // 16)
-    tokens = stage_token_counts(plan, full)
-    ralu = sum(n * cost.step_flops(t) for n, t in zip(plan.steps, tokens))
-    ralu += cost.vae_decode_flops_per_pixel * (height // 2) * (width // 2)
-    return baseline_steps * cost.step_flops(full) / ralu
 
 
 def as_preview(prompt: dict) -> dict:
@@ -318,7 +303,11 @@ def demo(host, opts, models_dir: Path, out_dir: Path) -> tuple[list[Run], list[s
             low = (size // 32) ** 2
             tokens = f"{low}, {low + 3 * int(low * plan.up_ratio)}, {full}"
         estimate = estimate_speedup(plan, "flux", size, size, BASELINE_STEPS).speedup
-        run_flops = None if run_cost is None else flop_speedup(run_cost, plan, size, size, BASELINE_STEPS)
+        run_flops = (
+            None
+            if run_cost is None
+            else estimate_speedup_for(run_cost, plan, size, size, BASELINE_STEPS).speedup
+        )
         steps = ", ".join(map(str, plan.steps))
         runs.append(Run(label, steps, tokens, seconds, estimate, run_flops, images[label]))
     return runs, header
