@@ -302,3 +302,20 @@ def test_controlnet_guides_the_grid_stages_and_sits_out_stage_2(pack, tiny_flux)
     n1, n2, n3 = plan.steps
     assert recorder.control_per_call == [True] * n1 + [False] * n2 + [True] * n3
     assert not torch.allclose(controlled, plain)
+
+
+def test_a_forward_that_skips_post_input_patches_is_refused(pack, tiny_flux):
+    """As a step cache or a copied forward (TeaCache) would: the model answers without FLUX's own path."""
+    import comfy.patcher_extension
+
+    glue, plan_mod = ralu_modules(pack)
+
+    def skip_forward(executor, x, *args, **kwargs):
+        return torch.zeros_like(x)
+
+    model = tiny_flux.clone()
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-skip", skip_forward)
+    with pytest.raises(
+        RuntimeError, match="did not apply post_input patches.*TeaCache or another step cache"
+    ):
+        run(pack, model, plan_mod.PRESETS["flux_7x"])
