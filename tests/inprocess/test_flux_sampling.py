@@ -308,7 +308,7 @@ def test_a_forward_that_skips_post_input_patches_is_refused(pack, tiny_flux):
     """As a step cache or a copied forward (TeaCache) would: the model answers without FLUX's own path."""
     import comfy.patcher_extension
 
-    glue, plan_mod = ralu_modules(pack)
+    _, plan_mod = ralu_modules(pack)
 
     def skip_forward(executor, x, *args, **kwargs):
         return torch.zeros_like(x)
