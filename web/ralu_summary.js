@@ -1,7 +1,6 @@
 // Shows the text a RALU node returns (the plan summary, the per-stage token counts) on the node
 // itself: ComfyUI's frontend renders images for any node but text only for its own preview nodes.
 import { app } from "../../scripts/app.js";
-import { ComfyWidgets } from "../../scripts/widgets.js";
 
 const NODES_WITH_SUMMARY = new Set(["RALUStagePlanner", "RALUKSampler"]);
 const WIDGET_NAME = "ralu_summary";
@@ -34,7 +33,7 @@ function wrappedRows(ctx, line, width) {
 // node grows to fit it instead of hiding most of it behind a scroll bar.
 function summaryHeight(node, widget) {
   const text = String(widget.value ?? "");
-  const el = widget.inputEl;
+  const el = widget.element;
   const style = el?.isConnected ? getComputedStyle(el) : null;
   const font = style?.font || FALLBACK_FONT;
   const margin = widget.margin ?? 10; // the frontend insets the textarea by this on every side
@@ -57,13 +56,22 @@ function summaryHeight(node, widget) {
 function summaryWidget(node) {
   const existing = node.widgets?.find((w) => w.name === WIDGET_NAME);
   if (existing) return existing;
-  const widget = ComfyWidgets.STRING(node, WIDGET_NAME, ["STRING", { multiline: true }], app).widget;
-  widget.inputEl.readOnly = true;
-  widget.inputEl.style.opacity = 0.85;
-  widget.options.getMinHeight = () => summaryHeight(node, widget);
-  // Output only: neither saved in the workflow nor sent with the prompt.
+  // addDOMWidget is the frontend's extension API for HTML widgets (its own text boxes are built on it).
+  const textarea = document.createElement("textarea");
+  textarea.className = "comfy-multiline-input";
+  textarea.readOnly = true;
+  textarea.style.opacity = 0.85;
+  const widget = node.addDOMWidget(WIDGET_NAME, "customtext", textarea, {
+    getValue: () => textarea.value,
+    setValue: (value) => {
+      textarea.value = value;
+    },
+    getMinHeight: () => summaryHeight(node, widget),
+    // Output only: not sent with the prompt ...
+    serialize: false,
+  });
+  // ... nor saved in the workflow.
   widget.serialize = false;
-  widget.options.serialize = false;
   return widget;
 }
 

@@ -73,6 +73,8 @@ class FrontendLog:
     page_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     requested: list[str] = field(default_factory=list)
+    # Warnings are not problems in general, but the frontend warns about imports of its internals.
+    console_warnings: list[str] = field(default_factory=list)
 
     def all(self) -> list[str]:
         return (
@@ -162,6 +164,10 @@ def page(browser_context, comfy_host, frontend_log: FrontendLog):
     page.on("request", lambda r: frontend_log.requested.append(r.url))
     page.on(
         "console", lambda m: m.type == "error" and frontend_log.console_errors.append(_describe_console(m))
+    )
+    page.on(
+        "console",
+        lambda m: m.type == "warning" and frontend_log.console_warnings.append(_describe_console(m)),
     )
     page.on("pageerror", lambda err: frontend_log.page_errors.append(f"{err}\n{getattr(err, 'stack', '')}"))
     page.on(

@@ -68,14 +68,14 @@ RUN_FINISHED = """() => window.__raluRun.events.some((e) =>
 
 SUMMARY_SHOWN = """(id) => {
   const w = app.graph.getNodeById(id).widgets.find((w) => w.name === "ralu_summary");
-  return !!(w && w.inputEl?.isConnected && w.inputEl.clientHeight > 0);
+  return !!(w && w.element?.isConnected && w.element.clientHeight > 0);
 }"""
 
 SUMMARY_STATE = """(id) => {
   const node = app.graph.getNodeById(id);
   const w = node.widgets.find((w) => w.name === "ralu_summary");
   if (!w) return null;
-  const el = w.inputEl;
+  const el = w.element;
   const r = el.getBoundingClientRect();
   return {value: w.value, read_only: el.readOnly, scroll_height: el.scrollHeight,
           client_height: el.clientHeight, rect: [r.left, r.top, r.width, r.height],

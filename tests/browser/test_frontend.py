@@ -130,6 +130,9 @@ def test_extension_is_served_and_loaded(page, comfy_host, frontend_log):
     assert fetched, f"the page never requested {EXTENSION_URL}"
     ours = frontend_log.mentioning("ralu", PACK_NAME)
     assert not ours, "the page reported problems with this pack:\n" + "\n".join(ours)
+    # Only the frontend's public API: an import of its internals may break on any update.
+    internal = [w for w in frontend_log.console_warnings if "not part of the public API" in w]
+    assert not internal, "\n".join(internal)
 
 
 def test_node_library_knows_our_nodes(page, object_info):
