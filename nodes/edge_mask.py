@@ -39,7 +39,8 @@ class RALUEdgeMask(io.ComfyNode):
                 force_mask_input(),
                 faithful_gray_input(),
                 io.Int.Input(
-                    "seed",
+                    # Not "seed": the frontend would add a randomize-after-each-run control to it.
+                    "tie_break_seed",
                     default=0,
                     min=0,
                     max=0xFFFFFFFFFFFFFFFF,
@@ -56,7 +57,9 @@ class RALUEdgeMask(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, up_ratio, faithful_gray, seed, plan=None, force_mask=None) -> io.NodeOutput:
+    def execute(
+        cls, image, up_ratio, faithful_gray, tie_break_seed, plan=None, force_mask=None
+    ) -> io.NodeOutput:
         height, width = image.shape[1:3]
         if height % FULL_RES_CELL or width % FULL_RES_CELL:
             raise ValueError(
@@ -71,6 +74,6 @@ class RALUEdgeMask(io.ComfyNode):
             k,
             None if force_mask is None else force_mask.cpu(),
             faithful_gray,
-            torch.Generator().manual_seed(seed),
+            torch.Generator().manual_seed(tie_break_seed),
         )
         return io.NodeOutput(mask, edge_image, ui=ui.PreviewMask(mask, cls=cls))

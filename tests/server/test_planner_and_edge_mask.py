@@ -50,7 +50,7 @@ def edge_mask_prompt(image_name: str, plan=None, up_ratio=0.3) -> dict:
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
         "2": {
             "class_type": "RALUEdgeMask",
-            "inputs": {"image": ["1", 0], "up_ratio": up_ratio, "faithful_gray": True, "seed": 0},
+            "inputs": {"image": ["1", 0], "up_ratio": up_ratio, "faithful_gray": True, "tie_break_seed": 0},
         },
         "3": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "ralu_mask"}},
