@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -40,7 +40,7 @@ class RaluResult:
     selected: torch.Tensor  # (B, K) low-res token indices upsampled early
     low_res_grid: tuple[int, int]
     tokens_per_stage: tuple[int, int, int]
-    calls_per_stage: list[int] = field(default_factory=lambda: [0, 0, 0])
+    calls_per_stage: list[int]
 
 
 def early_upsample_count(up_ratio: float, low_res_tokens: int) -> int:
@@ -80,17 +80,17 @@ def sample_ralu(
     edge score. Tie-breaks between equal edge scores and the re-noise are drawn from `generator`, so a
     seeded generator makes the run repeatable.
     """
-    batch, channels, height, width = noise.shape
+    batch, _, height, width = noise.shape
     if height % 4 or width % 4:
         raise ValueError(f"latent height and width must be multiples of 4, got {height}x{width}")
     rows, cols = height // 4, width // 4
     sigmas = plan_sigmas(plan)
     steps_done = 0
-    result = RaluResult(noise, torch.empty(batch, 0, dtype=torch.long), (rows, cols), (0, 0, 0))
+    calls_per_stage = [0, 0, 0]
 
     def stage_hooks(stage: int, to_full_grid: Callable[[torch.Tensor], torch.Tensor]):
         def call(tokens, ids, grid, sigma):
-            result.calls_per_stage[stage] += 1
+            calls_per_stage[stage] += 1
             return predict_x0(tokens, ids, grid, sigma)
 
         def after_step(x0: torch.Tensor, tokens: torch.Tensor) -> None:
@@ -146,7 +146,6 @@ def sample_ralu(
         *stage_hooks(2, lambda t: unpatchify(t, height, width)),
     )
 
-    result.latent = unpatchify(tokens, height, width)
-    result.selected = selected
-    result.tokens_per_stage = (l1, l2, tokens.shape[1])
-    return result
+    return RaluResult(
+        unpatchify(tokens, height, width), selected, (rows, cols), (l1, l2, tokens.shape[1]), calls_per_stage
+    )

@@ -48,7 +48,7 @@ from scripts.workflow_api import (  # noqa: E402
 )
 from tests import models as test_models  # noqa: E402
 from tests.comfy_path import HostNotFound, find_host  # noqa: E402
-from tests.host import HostError, start_host  # noqa: E402
+from tests.host import start_host  # noqa: E402
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 PRESETS_RUN = ("flux_4x", "flux_7x")
@@ -138,16 +138,6 @@ def as_preview(prompt: dict) -> dict:
             node["class_type"] = "PreviewImage"
             node["inputs"].pop("filename_prefix", None)
     return prompt
-
-
-def fetch(host, ref: dict) -> bytes:
-    from urllib.parse import urlencode
-
-    query = urlencode({k: ref.get(k, "") for k in ("filename", "subfolder", "type")})
-    status, raw = host.request("GET", f"/view?{query}")
-    if status != 200:
-        raise HostError(f"GET /view?{query} -> HTTP {status}")
-    return raw
 
 
 def timed(host, label: str, prompt: dict, timeout: float) -> dict:
@@ -326,7 +316,7 @@ def save_outputs(host, entry: dict, prompt: dict, out_dir: Path) -> list[Path]:
     for i, ref in enumerate(previews):
         stem = saved[0].stem.rstrip("_") if saved else "preview"
         path = out_dir / f"{stem}_early_mask{'' if i == 0 else f'_{i}'}.png"
-        path.write_bytes(fetch(host, ref))
+        path.write_bytes(host.view(ref))
         saved.append(path)
     return saved
 

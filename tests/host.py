@@ -181,18 +181,24 @@ class ComfyHost:
             refs.extend(entry["outputs"][node_id].get("images", []))
         return refs
 
-    def output_images(self, entry: dict) -> list:
-        """The prompt's output images as PIL images, fetched through GET /view."""
+    def view(self, ref: dict) -> bytes:
+        """The bytes of one image the server reported ({filename, subfolder, type}), through GET /view."""
+        params = {"filename": ref["filename"], "subfolder": ref.get("subfolder", "")}
+        query = urllib.parse.urlencode({**params, "type": ref.get("type", "output")})
+        status, raw = self.request("GET", f"/view?{query}")
+        if status != 200:
+            raise HostError(f"GET /view?{query} -> HTTP {status}\n{self.log_tail()}")
+        return raw
+
+    def output_images(self, entry: dict, node_ids=None) -> list:
+        """The prompt's output images as PIL images (only those of `node_ids`, if given)."""
         from PIL import Image
 
+        if node_ids is not None:
+            entry = {"outputs": {k: v for k, v in entry["outputs"].items() if k in set(node_ids)}}
         images = []
         for ref in self.output_image_refs(entry):
-            params = {"filename": ref["filename"], "subfolder": ref.get("subfolder", "")}
-            query = urllib.parse.urlencode({**params, "type": ref.get("type", "output")})
-            status, raw = self.request("GET", f"/view?{query}")
-            if status != 200:
-                raise HostError(f"GET /view?{query} -> HTTP {status}\n{self.log_tail()}")
-            image = Image.open(io.BytesIO(raw))
+            image = Image.open(io.BytesIO(self.view(ref)))
             image.load()
             images.append(image)
         return images

@@ -63,7 +63,7 @@ def edge_mask_prompt(image_name: str, plan=None, up_ratio=0.3) -> dict:
 
 def saved_image(comfy_host, entry) -> Image.Image:
     """The SaveImage node's picture (the Edge Mask node shows a preview of its own too)."""
-    [image] = comfy_host.output_images({"outputs": {"4": entry["outputs"]["4"]}})
+    [image] = comfy_host.output_images(entry, ["4"])
     return image
 
 

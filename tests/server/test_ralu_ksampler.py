@@ -57,7 +57,7 @@ def stage_report(entry) -> str:
 
 def test_flux_4x_writes_an_image_with_the_plans_token_counts(comfy_host, test_models):
     entry = comfy_host.run(ralu_prompt(test_models, preset="flux_4x", prefix="ralu_4x"), timeout=240)
-    image, mask = comfy_host.output_images({"outputs": {k: entry["outputs"][k] for k in ("11", "13")}})
+    image, mask = comfy_host.output_images(entry, ["11", "13"])
     assert image.size == (SIZE, SIZE) and mask.size == (SIZE, SIZE)
     low_res = (SIZE // 32) ** 2
     k = int(low_res * 0.3)

@@ -314,10 +314,6 @@ def image_refs(entry: dict, node_id: str) -> list[dict]:
     return entry["outputs"].get(node_id, {}).get("images", [])
 
 
-def fetch_images(host, entry: dict, node_id: str) -> list:
-    return host.output_images({"outputs": {node_id: {"images": image_refs(entry, node_id)}}})
-
-
 @workflow_params
 def test_the_ralu_part_runs_end_to_end_on_the_test_models(path, comfy_host, object_info):
     preset = EXPECTED[path.name]
@@ -326,11 +322,11 @@ def test_the_ralu_part_runs_end_to_end_on_the_test_models(path, comfy_host, obje
     entry = comfy_host.run(prompt, timeout=240)
 
     (save,) = find_nodes(prompt, "SaveImage", filename_prefix=f"RALU_{preset}")
-    (image,) = fetch_images(comfy_host, entry, save)
+    (image,) = comfy_host.output_images(entry, [save])
     assert image_refs(entry, save)[0]["type"] == "output"
     assert (image.format, image.size) == ("PNG", (SIZE, SIZE))
     (preview,) = find_nodes(prompt, "PreviewImage")
-    (mask,) = fetch_images(comfy_host, entry, preview)
+    (mask,) = comfy_host.output_images(entry, [preview])
     assert mask.size == (SIZE, SIZE)
     assert 0 < sum(mask.convert("L").histogram()[128:]) < SIZE * SIZE  # white on some cells, not all
     (sampler,) = find_nodes(prompt, "RALUKSampler")
@@ -352,7 +348,7 @@ def test_the_comparison_runs_on_the_same_seed_when_enabled(comfy_host, object_in
     prompt = prune_to(prompt, [save])  # only the comparison path; the RALU part ran above
     prompt = substitute(prompt, replacements_for_test_models(SIZE, SIZE, steps=BASELINE_TEST_STEPS))
     entry = comfy_host.run(prompt, timeout=240)
-    (image,) = fetch_images(comfy_host, entry, save)
+    (image,) = comfy_host.output_images(entry, [save])
     assert (image.format, image.size) == ("PNG", (SIZE, SIZE))
     assert image_refs(entry, save)[0]["filename"].startswith("FLUX_50_steps")
 
