@@ -3,7 +3,9 @@ import pytest
 
 from ralu.ntdm import (
     GRID,
+    SHIFT_START,
     mismatch,
+    polish_shifts,
     shifted_pdf,
     solve_ntdm,
     stage_starts,
@@ -18,29 +20,74 @@ SOLVER_RESULTS = {
     "flux_7x": ((8.1395, 2.8553, 2.1924), 6.2612),
 }
 TOL = 2e-3
+# How far the solver's shifts may sit from a published preset: the valley is flattest along h1 and
+# steepest along h3 (test_shift_tolerances_lie_inside_the_flat_valley shows each is within it).
+SHIFT_TOL = (0.1, 0.05, 0.02)
+Z_TOL = 0.01
+# The published presets are rounded results of a loosely converged optimiser; ours may only beat them.
+MISMATCH_SLACK = 1e-5
+
+
+def preset_mismatch(name: str, shifts, z) -> float:
+    preset = PRESETS[name]
+    return mismatch(preset.steps, preset.ends, shifts, z, 3.0)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_solver_fits_no_worse_than_the_published_preset(name):
+    preset = PRESETS[name]
+    shifts, z = solve_ntdm(preset.steps, preset.ends)
+    assert preset_mismatch(name, shifts, z) <= preset_mismatch(name, preset.shifts, preset.z) + MISMATCH_SLACK
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_the_solver_result_up_to_the_flatness(name):
+    preset = PRESETS[name]
+    shifts, z = solve_ntdm(preset.steps, preset.ends)
+    for solved, published, tol in zip(shifts, preset.shifts, SHIFT_TOL):
+        assert solved == pytest.approx(published, abs=tol)
+    assert z == pytest.approx(preset.z, abs=Z_TOL)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_shift_tolerances_lie_inside_the_flat_valley(name):
+    """Moving one shift by its tolerance costs under 5e-5 of mismatch; five times as far costs over 1e-4,
+    so the tolerances are as loose as the objective's flatness justifies and no looser."""
+    shifts, z = solve_ntdm(PRESETS[name].steps, PRESETS[name].ends)
+    best = preset_mismatch(name, shifts, z)
+    for k, tol in enumerate(SHIFT_TOL):
+        for factor, within in ((1.0, True), (5.0, False)):
+            moved = list(shifts)
+            moved[k] += factor * tol
+            assert (preset_mismatch(name, moved, z) - best < 5e-5) is within, (k, factor)
 
 
 @pytest.mark.parametrize("name", sorted(SOLVER_RESULTS))
-def test_solver_reproduces_reference_numbers(name):
+def test_solver_lands_in_the_reference_optimisers_valley(name):
     preset = PRESETS[name]
     shifts, z = solve_ntdm(preset.steps, preset.ends)
     expected_shifts, expected_z = SOLVER_RESULTS[name]
-    assert shifts == pytest.approx(expected_shifts, abs=TOL)
+    for solved, expected, tol in zip(shifts, expected_shifts, SHIFT_TOL):
+        assert solved == pytest.approx(expected, abs=tol)
     assert z == pytest.approx(expected_z, abs=TOL)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_is_the_solver_result_up_to_rounding(name):
+def test_polished_shifts_do_not_depend_on_where_the_search_starts(name):
+    """What makes the result machine-independent: for the solver's Z the shifts are one well-defined
+    optimum, reached from the reference's start and from the published preset alike."""
     preset = PRESETS[name]
     shifts, z = solve_ntdm(preset.steps, preset.ends)
-    assert shifts == pytest.approx(preset.shifts, abs=TOL)
-    assert z == pytest.approx(preset.z, abs=TOL)
+    for start in ((SHIFT_START,) * 3, preset.shifts):
+        again = polish_shifts(preset.steps, preset.ends, z, 3.0, start, preset_mismatch(name, start, z))
+        assert again == pytest.approx(shifts, abs=1e-3)
 
 
 def test_fixed_z_solves_only_the_shifts():
     shifts, z = solve_ntdm((5, 6, 7), (0.3, 0.45, 1.0), fixed_z=6.3169)
     assert z == 6.3169
-    assert shifts == pytest.approx(SOLVER_RESULTS["flux_4x"][0], abs=TOL)
+    for solved, expected, tol in zip(shifts, SOLVER_RESULTS["flux_4x"][0], SHIFT_TOL):
+        assert solved == pytest.approx(expected, abs=tol)
 
 
 def test_fixed_shifts_solve_only_z():
