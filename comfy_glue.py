@@ -23,6 +23,7 @@ from .ralu.edge_map import FULL_RES_CELL, edge_map_and_scores
 from .ralu.edges import mask_cells, selection_mask
 from .ralu.plan import Plan, plan_sigmas
 from .ralu.sampler import RaluResult, sample_ralu
+from .ralu.streams import image_generators
 from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
 
 SUPPORTED_MODELS = "FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 patches)"
@@ -207,7 +208,7 @@ def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, di
         run.plan,
         model_caller(model_k, extra_args or {}, run.stage_ids),
         run.edge_source,
-        run.generator,
+        run.generators,
         forced=None if run.mask is None else mask_cells(run.mask, rows, cols, x.shape[0]),
         on_step=run.on_step,
     )
@@ -250,12 +251,18 @@ def check_inputs(model, positive, negative, latent: dict, vae, edge_source: str)
     return samples
 
 
+def batch_indices(latent: dict, batch: int) -> list[int]:
+    """Each image's index in the batch it came from, as ComfyUI's noise uses it (Latent From Batch)."""
+    indices = latent.get("batch_index")
+    return list(range(batch)) if indices is None else [int(i) for i in indices]
+
+
 @dataclass
 class RaluRun:
     plan: Plan
     stage_ids: StageIds
     edge_source: EdgeSource
-    generator: torch.Generator
+    generators: list[torch.Generator]
     mask: torch.Tensor | None
     on_step: object
     result: RaluResult | None = None
@@ -283,7 +290,7 @@ def run_ralu_ksampler(
         plan=plan,
         stage_ids=stage_ids,
         edge_source=EdgeSource(patched, vae, edge_source, faithful_gray),
-        generator=torch.Generator().manual_seed(seed),
+        generators=image_generators(seed, batch_indices(latent, samples.shape[0])),
         mask=mask,
         on_step=lambda i, x0, x: preview(i, x0, x, plan.total_steps),
     )

@@ -1,8 +1,8 @@
-import torch
 from comfy_api.latest import io, ui
 
 from ..ralu.edge_map import FULL_RES_CELL, early_upsample_mask
 from ..ralu.sampler import early_upsample_count
+from ..ralu.streams import image_generators
 from .plan_type import RaluPlan
 from .shared_inputs import faithful_gray_input, force_mask_input
 
@@ -45,7 +45,8 @@ class RALUEdgeMask(io.ComfyNode):
                     min=0,
                     max=0xFFFFFFFFFFFFFFFF,
                     tooltip="Orders cells with equal edge counts (flat regions), as the reference's random "
-                    "jitter does; RALU KSampler uses its own seed for this.",
+                    "jitter does. RALU KSampler orders them from its seed the same way, so the KSampler's "
+                    "seed here shows its order.",
                 ),
             ],
             outputs=[
@@ -74,6 +75,6 @@ class RALUEdgeMask(io.ComfyNode):
             k,
             None if force_mask is None else force_mask.cpu(),
             faithful_gray,
-            torch.Generator().manual_seed(tie_break_seed),
+            image_generators(tie_break_seed, range(image.shape[0])),
         )
         return io.NodeOutput(mask, edge_image, ui=ui.PreviewMask(mask, cls=cls))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .edges import canny_edges, cell_scores, edge_gray, mask_cells, select_tokens, selection_mask
@@ -26,7 +28,7 @@ def early_upsample_mask(
     k: int,
     force_mask: torch.Tensor | None,
     faithful: bool,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For a full-res picture (B, H, W, 3), the (B, H, W) mask of the cells RALU would upsample early
     (the k with the most edges, plus the forced ones) and the edge map (B, H, W, 3) they were scored on.
@@ -35,7 +37,7 @@ def early_upsample_mask(
     rows, cols = height // FULL_RES_CELL, width // FULL_RES_CELL
     edges, scores = edge_map_and_scores(half_resolution(image), faithful)
     forced = None if force_mask is None else mask_cells(force_mask, rows, cols, batch)
-    selected = select_tokens(scores, k, forced, generator)
+    selected = select_tokens(scores, k, forced, generators)
     mask = selection_mask(selected, rows, cols, FULL_RES_CELL, FULL_RES_CELL)
     edge_image = torch.nn.functional.interpolate(edges.float(), scale_factor=2, mode="nearest")
     return mask, edge_image.movedim(1, -1).expand(-1, -1, -1, 3)

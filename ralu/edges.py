@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import kornia
 import torch
 import torch.nn.functional as F
@@ -69,15 +71,15 @@ def select_tokens(
     scores: torch.Tensor,
     k: int,
     forced: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generators: Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
     """(B, n) scores -> (B, K) long ascending: the top k cells of each image plus its forced cells.
 
-    Ties go to a random order drawn from `generator` (the reference's tiny jitter, made repeatable),
-    or to the lower cell index without one. Ties matter when few cells have edges: by index, the
-    spare cells would all come from the top rows. The sampler needs one sequence length for the
-    batch, so K is the largest |forced | top-k| over the images, and an image with fewer takes its
-    next best cells.
+    Ties go to a random order drawn from generators[b] for image b (the reference's tiny jitter, made
+    repeatable and independent of the other images), or to the lower cell index without them. Ties
+    matter when few cells have edges: by index, the spare cells would all come from the top rows. The
+    sampler needs one sequence length for the batch, so K is the largest |forced | top-k| over the
+    images, and an image with fewer takes its next best cells.
     """
     b, n = scores.shape
     if not 0 <= k <= n:
@@ -86,10 +88,12 @@ def select_tokens(
         forced = torch.zeros(n, dtype=torch.bool)
     forced = forced.to(device=scores.device, dtype=torch.bool).expand(b, n)
 
-    if generator is None:
+    if generators is None:
         tie_order = torch.arange(n, device=scores.device).expand(b, n)
     else:
-        tie_order = torch.rand(b, n, generator=generator).argsort(dim=1).to(scores.device)
+        if len(generators) != b:
+            raise ValueError(f"one generator per image is needed: {len(generators)} for a batch of {b}")
+        tie_order = torch.stack([torch.rand(n, generator=g).argsort() for g in generators]).to(scores.device)
     # A stable sort by score over cells in tie order keeps that order among equal scores.
     by_score = tie_order.gather(
         1, scores.gather(1, tie_order).sort(dim=1, descending=True, stable=True).indices

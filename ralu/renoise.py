@@ -10,6 +10,7 @@ and 4a^2 + 2a = gamma gives a = (-1 + sqrt(1 + 4 gamma)) / 4. O(L) instead of O(
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -24,20 +25,25 @@ def group_mixing(gamma: float) -> float:
 
 
 def draw_renoise(
-    shape: tuple[int, int, int], grouped: tuple[int, int], gamma: float, generator: torch.Generator
+    shape: tuple[int, int, int],
+    grouped: tuple[int, int],
+    gamma: float,
+    generators: Sequence[torch.Generator],
 ) -> torch.Tensor:
     """(B, L, D) CPU float32 noise; tokens start..stop-1 form consecutive groups of 4 correlated by gamma.
 
-    One draw from the generator, so the same seed gives the same noise.
+    Image b's noise is one draw from generators[b], so it does not depend on the other images.
     """
     b, length, dim = shape
+    if len(generators) != b:
+        raise ValueError(f"one generator per image is needed: {len(generators)} for a batch of {b}")
     start, stop = grouped
     if not 0 <= start <= stop <= length or (stop - start) % GROUP:
         raise ValueError(
             f"grouped ({start}, {stop}) must be a range of whole groups of {GROUP} inside {length} tokens"
         )
     mixing = group_mixing(gamma)
-    noise = torch.randn(shape, generator=generator, dtype=torch.float32, device="cpu")
+    noise = torch.stack([torch.randn((length, dim), generator=g, dtype=torch.float32) for g in generators])
     groups = noise[:, start:stop].reshape(b, -1, GROUP, dim)
     noise[:, start:stop] = (groups + mixing * groups.sum(dim=2, keepdim=True)).reshape(b, -1, dim)
     return noise

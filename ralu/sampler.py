@@ -8,7 +8,7 @@ None for stage 2's mixed-resolution set, which only makes sense with its ids.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,15 +70,16 @@ def sample_ralu(
     plan: Plan,
     predict_x0: PredictX0,
     edge_scores: EdgeScores,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
     forced: torch.Tensor | None = None,
     on_step: OnStep | None = None,
 ) -> RaluResult:
     """Denoises `noise` (B, C, H, W) at sigma 1 into a full-res latent with the plan's three stages.
 
     `forced` (B, rows * cols) bool marks low-res tokens that must be upsampled early whatever their
-    edge score. Tie-breaks between equal edge scores and the re-noise are drawn from `generator`, so a
-    seeded generator makes the run repeatable.
+    edge score. Image b's tie-breaks between equal edge scores and its re-noise are drawn from
+    generators[b] (ralu.streams.image_generators), so seeded generators make the run repeatable and
+    each image independent of its batch.
     """
     batch, _, height, width = noise.shape
     if height % 4 or width % 4:
@@ -120,9 +121,9 @@ def sample_ralu(
         scores = edge_scores(x0, rows, cols)
     else:
         scores = torch.zeros(batch, rows * cols)
-    selected = select_tokens(scores.cpu(), k, None if forced is None else forced.cpu(), generator)
+    selected = select_tokens(scores.cpu(), k, None if forced is None else forced.cpu(), generators)
     tokens, ids, n_coarse = early_upsample(tokens, ids, selected.to(tokens.device))
-    noise_2 = draw_renoise(tuple(tokens.shape), (n_coarse, tokens.shape[1]), plan.gamma, generator)
+    noise_2 = draw_renoise(tuple(tokens.shape), (n_coarse, tokens.shape[1]), plan.gamma, generators)
     tokens = renoise(tokens, plan.betas[0], plan.alphas[0], noise_2.to(tokens))
     l2 = tokens.shape[1]
     tokens, _ = _euler_stage(
@@ -135,7 +136,7 @@ def sample_ralu(
 
     # 2 -> 3: everything still coarse is upsampled; from here on it is the full-res grid.
     tokens, ids = final_upsample(tokens, ids, n_coarse)
-    noise_3 = draw_renoise(tuple(tokens.shape), (0, 4 * n_coarse), plan.gamma, generator)
+    noise_3 = draw_renoise(tuple(tokens.shape), (0, 4 * n_coarse), plan.gamma, generators)
     tokens = renoise(tokens, plan.betas[1], plan.alphas[1], noise_3.to(tokens))
     tokens, ids = sort_raster(tokens, ids)
     tokens, _ = _euler_stage(

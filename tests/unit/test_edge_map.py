@@ -22,7 +22,7 @@ RING = {(r, c) for r in range(2, 6) for c in range(2, 6)} - {(r, c) for r in (3,
 
 
 def test_the_cells_on_the_edges_are_chosen():
-    mask, edges = early_upsample_mask(square_picture(), 12, None, True, torch.Generator().manual_seed(0))
+    mask, edges = early_upsample_mask(square_picture(), 12, None, True, [torch.Generator().manual_seed(0)])
     assert mask.shape == (1, 256, 256) and edges.shape == (1, 256, 256, 3)
     assert cells_of(mask) == RING
     assert edges.sum() > 0 and edges[:, :64].sum() == 0  # no edges far from the square
@@ -31,5 +31,5 @@ def test_the_cells_on_the_edges_are_chosen():
 def test_forced_regions_join_the_edge_cells():
     force = torch.zeros(1, 256, 256)
     force[:, 0:10, 250:256] = 1.0  # touches only the top-right cell
-    mask, _ = early_upsample_mask(square_picture(), 12, force, True, torch.Generator().manual_seed(0))
+    mask, _ = early_upsample_mask(square_picture(), 12, force, True, [torch.Generator().manual_seed(0)])
     assert cells_of(mask) == RING | {(0, 7)}

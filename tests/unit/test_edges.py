@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ralu.edges import canny_edges, cell_scores, edge_gray, mask_cells, select_tokens, selection_mask
+from ralu.streams import image_generators
 
 CELL = 16
 
@@ -96,7 +97,7 @@ def test_select_tokens_breaks_ties_at_random_but_repeatably_with_a_generator():
     scores[:, 40] = 5.0  # one cell with edges always wins
 
     def pick(seed):
-        return select_tokens(scores, 8, generator=torch.Generator().manual_seed(seed))
+        return select_tokens(scores, 8, generators=image_generators(seed, range(2)))
 
     first = pick(0)
     assert torch.equal(first, pick(0))

@@ -5,6 +5,7 @@ import torch
 
 from ralu.plan import PRESETS
 from ralu.renoise import draw_renoise, group_mixing, renoise
+from ralu.streams import image_generators
 
 # 2 images x 2000 groups x 64 channels = 256,000 four-vectors: the standard error of a covariance
 # entry is about 1 / sqrt(256000) = 0.002, so 0.01 is 5 standard errors, while a wrong gamma
@@ -22,7 +23,7 @@ def gamma_for(z: float) -> float:
 
 def draw(gamma: float, seed: int = 0) -> torch.Tensor:
     shape = (BATCH, LEAD + 4 * GROUPS + TAIL, DIM)
-    return draw_renoise(shape, (LEAD, LEAD + 4 * GROUPS), gamma, torch.Generator().manual_seed(seed))
+    return draw_renoise(shape, (LEAD, LEAD + 4 * GROUPS), gamma, image_generators(seed, range(BATCH)))
 
 
 def four_vectors(noise: torch.Tensor, first: int) -> torch.Tensor:
@@ -74,9 +75,9 @@ def test_tokens_outside_the_range_are_independent_standard_normal():
 
 def test_same_seed_same_noise_other_seed_other_noise():
     shape, grouped = (1, 12, 64), (4, 12)
-    first = draw_renoise(shape, grouped, -0.05, torch.Generator().manual_seed(7))
-    again = draw_renoise(shape, grouped, -0.05, torch.Generator().manual_seed(7))
-    other = draw_renoise(shape, grouped, -0.05, torch.Generator().manual_seed(8))
+    first = draw_renoise(shape, grouped, -0.05, [torch.Generator().manual_seed(7)])
+    again = draw_renoise(shape, grouped, -0.05, [torch.Generator().manual_seed(7)])
+    other = draw_renoise(shape, grouped, -0.05, [torch.Generator().manual_seed(8)])
     assert first.dtype == torch.float32 and first.device.type == "cpu"
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
@@ -88,10 +89,9 @@ def test_children_noise_decorrelates_after_renoise():
     # i.i.d. noise at the next stage's start sigma (RALU-SPEC.md, "Why the re-noise works").
     plan = PRESETS["flux_4x"]
     sigma = 1.0 - plan.ends[0]
-    generator = torch.Generator().manual_seed(3)
-    shared = torch.randn(BATCH, GROUPS, 1, DIM, generator=generator).expand(-1, -1, 4, -1)
-    children = (sigma * shared).reshape(BATCH, 4 * GROUPS, DIM)
-    fresh = draw_renoise(children.shape, (0, 4 * GROUPS), plan.gamma, generator)
+    shared = torch.randn(BATCH, GROUPS, 1, DIM, generator=torch.Generator().manual_seed(3))
+    children = (sigma * shared.expand(-1, -1, 4, -1)).reshape(BATCH, 4 * GROUPS, DIM)
+    fresh = draw_renoise(children.shape, (0, 4 * GROUPS), plan.gamma, image_generators(3, range(BATCH)))
     alpha, beta = plan.alphas[0], plan.betas[0]
     cov = covariance(four_vectors(renoise(children, beta, alpha, fresh), 0)) / alpha**2
     off_diagonal = cov[~torch.eye(4, dtype=torch.bool)]
@@ -112,7 +112,7 @@ def test_mixing_coefficient_squares_to_the_covariance():
 
 
 def test_invalid_arguments():
-    generator = torch.Generator().manual_seed(0)
+    generator = [torch.Generator().manual_seed(0)]
     with pytest.raises(ValueError, match="at least -1/4"):
         draw_renoise((1, 8, 64), (0, 8), -0.3, generator)
     with pytest.raises(ValueError, match="whole groups of 4"):

@@ -4,6 +4,7 @@ import torch
 
 from ralu.plan import PRESETS, make_plan
 from ralu.sampler import sample_ralu
+from ralu.streams import image_generators
 from ralu.tokens import patchify
 
 
@@ -38,7 +39,7 @@ def test_an_exact_denoiser_lands_exactly_on_its_target():
         plan,
         oracle(target, calls),
         edge_scores_top_left,
-        torch.Generator().manual_seed(2),
+        image_generators(2, range(2)),
         on_step=lambda i, x0, x: previews.append((i, x0.shape, x.shape)),
     )
     torch.testing.assert_close(result.latent, target, atol=1e-5, rtol=1e-5)
@@ -63,7 +64,7 @@ def test_each_stage_starts_at_its_planned_sigma():
         plan,
         oracle(target, calls),
         edge_scores_top_left,
-        torch.Generator().manual_seed(0),
+        image_generators(0, [0]),
     )
     stage_starts = [calls[0][2], calls[2][2], calls[4][2]]
     assert stage_starts == [1.0, 1.0 - plan.starts[1], 1.0 - plan.starts[2]]
@@ -81,7 +82,7 @@ def test_renoise_is_drawn_from_the_generator():
             seen.append(tokens.clone())
             return oracle(target, [])(tokens, ids, grid, sigma)
 
-        sample_ralu(noise, plan, predict, edge_scores_top_left, torch.Generator().manual_seed(seed))
+        sample_ralu(noise, plan, predict, edge_scores_top_left, image_generators(seed, [0]))
         return seen
 
     a, b, c = run(3), run(3), run(4)

@@ -1,0 +1,64 @@
+"""Runs the RALU KSampler's glue in-process, the way the node calls it, and records model calls."""
+
+import torch
+from tiny_models import flux_conditioning
+
+
+def ralu_modules(pack):
+    from importlib import import_module
+
+    return (import_module(f"{pack.__name__}.comfy_glue"), import_module(f"{pack.__name__}.ralu.plan"))
+
+
+def empty_latent(batch=1, size=256):
+    return {"samples": torch.zeros(batch, 16, size // 8, size // 8)}
+
+
+class CallRecorder:
+    """A DIFFUSION_MODEL wrapper that records what reaches the FLUX forward, as the host sees it."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, executor, *args, **kwargs):
+        self.shapes.append(tuple(args[0].shape))
+        return executor(*args, **kwargs)
+
+
+def recorded(model):
+    import comfy.patcher_extension
+
+    clone = model.clone()
+    recorder = CallRecorder()
+    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-recorder", recorder)
+    return clone, recorder
+
+
+def run(
+    pack,
+    model,
+    plan,
+    seed=1,
+    cfg=1.0,
+    batch=1,
+    size=256,
+    mask=None,
+    positive=None,
+    negative=None,
+    latent=None,
+    vae=None,
+):
+    glue, _ = ralu_modules(pack)
+    return glue.run_ralu_ksampler(
+        model,
+        positive or flux_conditioning(0),
+        negative or flux_conditioning(1),
+        latent or empty_latent(batch, size),
+        plan,
+        vae,
+        seed,
+        cfg,
+        mask,
+        "latent" if vae is None else "vae",
+        True,
+    )
