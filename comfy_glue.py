@@ -144,20 +144,25 @@ def clone_for_ralu(model) -> tuple[object, StageIds]:
 def latent_to_rgb(model, x0_latent: torch.Tensor) -> torch.Tensor:
     """ComfyUI's cheap latent preview colours, (B, h, w, 3) in [0, 1], at 8x8 pixels per latent pixel."""
     latent_format = model.model.latent_format
-    factors = torch.tensor(latent_format.latent_rgb_factors, dtype=torch.float32)
-    bias = latent_format.latent_rgb_factors_bias
-    bias = torch.zeros(3) if bias is None else torch.tensor(bias, dtype=torch.float32)
-    rgb = x0_latent.float().cpu().movedim(1, -1) @ factors + bias
+    as_tensor = dict(dtype=torch.float32, device=x0_latent.device)
+    factors = torch.tensor(latent_format.latent_rgb_factors, **as_tensor)
+    bias = torch.tensor(latent_format.latent_rgb_factors_bias or [0.0] * 3, **as_tensor)
+    rgb = x0_latent.float().movedim(1, -1) @ factors + bias
     rgb = torch.nn.functional.interpolate(rgb.movedim(-1, 1), scale_factor=8, mode="bilinear")
     return ((rgb + 1) / 2).clamp(0, 1).movedim(1, -1)
 
 
 def vae_decode_keeping_models(vae, latent: torch.Tensor) -> torch.Tensor:
-    """Decodes mid-sampling without leaving the diffusion model evicted (ControlNet's pattern)."""
+    """Decodes mid-sampling without leaving the diffusion model evicted (ControlNet's pattern).
+
+    The picture comes back on the latent's device, where the edges are scored: ComfyUI returns it on
+    its intermediate device (the CPU), and moving the half-size picture back is cheaper than Canny
+    on the CPU.
+    """
     in_use = comfy.model_management.loaded_models(only_currently_used=True)
     image = vae.decode(latent)
     comfy.model_management.load_models_gpu(in_use)
-    return image.reshape(-1, *image.shape[-3:])[..., :3].float().cpu()
+    return image.reshape(-1, *image.shape[-3:])[..., :3].to(device=latent.device, dtype=torch.float32)
 
 
 @dataclass
@@ -285,14 +290,20 @@ def run_ralu_ksampler(
     samples = check_inputs(model, positive, negative, latent, vae, edge_source)
     patched, stage_ids = clone_for_ralu(model)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-    preview = latent_preview.prepare_callback(patched, plan.total_steps)
+    previewer = latent_preview.get_previewer(patched.load_device, patched.model.latent_format)
+    progress = comfy.utils.ProgressBar(plan.total_steps)
+
+    def on_step(step: int, x0_full_res) -> None:
+        image = None if previewer is None else previewer.decode_latent_to_preview_image("JPEG", x0_full_res())
+        progress.update_absolute(step + 1, plan.total_steps, image)
+
     run = RaluRun(
         plan=plan,
         stage_ids=stage_ids,
         edge_source=EdgeSource(patched, vae, edge_source, faithful_gray),
         generators=image_generators(seed, batch_indices(latent, samples.shape[0])),
         mask=mask,
-        on_step=lambda i, x0, x: preview(i, x0, x, plan.total_steps),
+        on_step=on_step,
     )
     sampler = comfy.samplers.KSAMPLER(ralu_sampler_function, extra_options={"run": run})
     # The real per-stage schedules, so that patches reading `sample_sigmas` see what is sampled.
@@ -311,5 +322,5 @@ def run_ralu_ksampler(
     )
     result = run.result
     rows, cols = result.low_res_grid
-    early = selection_mask(result.selected, rows, cols, FULL_RES_CELL, FULL_RES_CELL)
+    early = selection_mask(result.selected.cpu(), rows, cols, FULL_RES_CELL, FULL_RES_CELL)
     return {**latent, "samples": out}, early, result

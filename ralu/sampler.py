@@ -30,8 +30,9 @@ from .tokens import (
 PredictX0 = Callable[[torch.Tensor, torch.Tensor, "tuple[int, int] | None", float], torch.Tensor]
 # (x0 tokens of the low-res grid, rows, cols) -> edge score per low-res token, (B, rows * cols)
 EdgeScores = Callable[[torch.Tensor, int, int], torch.Tensor]
-# (step index over all stages, x0 and x as full-res latents) -> None
-OnStep = Callable[[int, torch.Tensor, torch.Tensor], None]
+# (step index over all stages, a function that builds that step's x0 as a full-res latent) -> None.
+# Building the full-res grid costs a scatter per step, so only a previewer that shows it calls it.
+OnStep = Callable[[int, Callable[[], torch.Tensor]], None]
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _euler_stage(
     grid: tuple[int, int] | None,
     sigmas: torch.Tensor,
     predict_x0: PredictX0,
-    after_step: Callable[[torch.Tensor, torch.Tensor], None],
+    after_step: Callable[[torch.Tensor], None],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Runs `len(sigmas) - 1` Euler steps; returns the final tokens and the last x0 (Tweedie)."""
     x0 = tokens
@@ -61,7 +62,7 @@ def _euler_stage(
         x0 = predict_x0(tokens, ids, grid, sigma)
         velocity = (tokens - x0) / sigma
         tokens = tokens + (sigma_next - sigma) * velocity
-        after_step(x0, tokens)
+        after_step(x0)
     return tokens, x0
 
 
@@ -94,10 +95,10 @@ def sample_ralu(
             calls_per_stage[stage] += 1
             return predict_x0(tokens, ids, grid, sigma)
 
-        def after_step(x0: torch.Tensor, tokens: torch.Tensor) -> None:
+        def after_step(x0: torch.Tensor) -> None:
             nonlocal steps_done
             if on_step is not None:
-                on_step(steps_done, to_full_grid(x0), to_full_grid(tokens))
+                on_step(steps_done, lambda: to_full_grid(x0))
             steps_done += 1
 
         return call, after_step
@@ -120,8 +121,8 @@ def sample_ralu(
     if k > 0 or (forced is not None and bool(forced.any())):
         scores = edge_scores(x0, rows, cols)
     else:
-        scores = torch.zeros(batch, rows * cols)
-    selected = select_tokens(scores.cpu(), k, None if forced is None else forced.cpu(), generators)
+        scores = torch.zeros(batch, rows * cols, device=noise.device)
+    selected = select_tokens(scores, k, forced, generators)
     tokens, ids, n_coarse = early_upsample(tokens, ids, selected.to(tokens.device))
     noise_2 = draw_renoise(tuple(tokens.shape), (n_coarse, tokens.shape[1]), plan.gamma, generators)
     tokens = renoise(tokens, plan.betas[0], plan.alphas[0], noise_2.to(tokens))

@@ -198,6 +198,30 @@ def test_one_progress_bar_over_all_stages_with_full_res_previews(pack, tiny_flux
     assert {preview[1].size for _, _, preview in updates} == {(32, 32)}
 
 
+def test_without_a_previewer_no_step_builds_a_preview_grid(pack, tiny_flux, monkeypatch):
+    import importlib
+
+    import comfy.utils
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    sampler = importlib.import_module(f"{pack.__name__}.ralu.sampler")
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_7x"]
+    scattered, updates = [], []
+    real_scatter = sampler.scatter_to_grid
+    monkeypatch.setattr(sampler, "scatter_to_grid", lambda *a: scattered.append(1) or real_scatter(*a))
+    monkeypatch.setattr(args, "preview_method", LatentPreviewMethod.NoPreviews)
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview, node_id=None: updates.append((value, total, preview))
+    )
+    try:
+        run(pack, tiny_flux, plan)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert updates == [(i + 1, plan.total_steps, None) for i in range(plan.total_steps)]
+    assert scattered == []
+
+
 def test_weight_patches_on_the_model_apply_as_loras_do(pack, tiny_flux):
     """LoRA loaders hand the sampler a clone with weight patches; RALU must sample the patched weights."""
     _, plan_mod = ralu_modules(pack)
