@@ -1,7 +1,7 @@
 from comfy_api.latest import io, ui
 
 from ..ralu.cost import estimate_speedup
-from ..ralu.plan import PRESET_BASELINE_STEPS, PRESET_FAMILY, PRESETS, PlanError, make_plan, validate_plan
+from ..ralu.plan import PRESET_BASELINE_STEPS, PRESET_FAMILY, PRESETS, PlanError, make_plan, validate_ends
 from ..ralu.summary import describe_plan
 from .plan_type import RaluPlan
 
@@ -9,6 +9,8 @@ CUSTOM = "custom"
 STAGE_NAMES = ("low resolution", "edges at full resolution", "full resolution")
 SOLVE = "solve (NT-DM)"
 MANUAL = "manual"
+# The widget range of the stage ends e1 and e2 (validate_inputs checks it: ComfyUI does not, see there).
+END_MIN, END_MAX = 0.01, 0.99
 
 
 def custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shift_mode, h1, h2, h3, z) -> dict:
@@ -20,6 +22,18 @@ def custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shift_mode, h1, h2, h3, z) ->
         shifts=(h1, h2, h3) if manual else None,
         z=z if manual else None,
     )
+
+
+class ListedCombo(io.Combo.Input):
+    """A combo whose /object_info type is its list of options, the form stock nodes' combos have.
+
+    ComfyUI 0.3.75 checks a combo value against its options only in that form ("Value not in list"): for
+    io.Combo's "COMBO" type it checks nothing, and a bad preset name reached execute as a KeyError. The
+    frontend shows both forms as the same dropdown.
+    """
+
+    def get_io_type(self):
+        return list(self.options)
 
 
 class RALUStagePlanner(io.ComfyNode):
@@ -35,7 +49,7 @@ class RALUStagePlanner(io.ComfyNode):
             description="Chooses how RALU splits sampling into a low-res, a mixed and a full-res stage, "
             "and estimates the speed-up.",
             inputs=[
-                io.Combo.Input(
+                ListedCombo(
                     "preset",
                     options=[*PRESETS, CUSTOM],
                     default="flux_4x",
@@ -56,16 +70,16 @@ class RALUStagePlanner(io.ComfyNode):
                 io.Float.Input(
                     "e1",
                     default=0.3,
-                    min=0.01,
-                    max=0.99,
+                    min=END_MIN,
+                    max=END_MAX,
                     step=0.01,
                     tooltip="Progress (0 = noise, 1 = clean) at which stage 1 ends." + custom_only,
                 ),
                 io.Float.Input(
                     "e2",
                     default=0.45,
-                    min=0.01,
-                    max=0.99,
+                    min=END_MIN,
+                    max=END_MAX,
                     step=0.01,
                     tooltip="Progress at which stage 2 ends; must be greater than e1." + custom_only,
                 ),
@@ -78,7 +92,7 @@ class RALUStagePlanner(io.ComfyNode):
                     tooltip="Fraction of low-res tokens (those with the most edges) upsampled early, "
                     "at the end of stage 1." + custom_only,
                 ),
-                io.Combo.Input(
+                ListedCombo(
                     "shifts",
                     options=[SOLVE, MANUAL],
                     default=SOLVE,
@@ -105,7 +119,7 @@ class RALUStagePlanner(io.ComfyNode):
                     tooltip="Z (1/sqrt(c) in the paper): how much noise each stage change adds back, "
                     "with shifts 'manual'.",
                 ),
-                io.Combo.Input(
+                ListedCombo(
                     "estimate_for",
                     options=["flux", "sd3"],
                     default="flux",
@@ -131,30 +145,27 @@ class RALUStagePlanner(io.ComfyNode):
             ],
         )
 
+    # ComfyUI (execution.py, validate_inputs) checks every widget's min / max and combo options itself,
+    # except for the inputs that validate_inputs names, and for all of them when it takes **kwargs; it
+    # passes validate_inputs only the inputs it names, and turns one failing call into one
+    # "custom_validation_failed" entry per named input, each with the same message. So this names only
+    # e1 and e2, the two values of the one rule ComfyUI cannot check: a bad e1 or e2 gives two entries
+    # (one under each, which is where the frontend marks them), every other bad value exactly one
+    # ComfyUI entry with the allowed range or options. Naming `preset` too, to skip the rule for
+    # presets, would add a third copy and switch off ComfyUI's check of the preset name; so e1 < e2 is
+    # kept with a preset as well, as ComfyUI keeps every unused widget in its range.
     @classmethod
-    def validate_inputs(
-        cls,
-        preset=None,
-        n1=None,
-        n2=None,
-        n3=None,
-        e1=None,
-        e2=None,
-        up_ratio=None,
-        shifts=None,
-        h1=None,
-        h2=None,
-        h3=None,
-        z=None,
-        **_,
-    ) -> bool | str:
-        values = (n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z)
-        if preset != CUSTOM or any(v is None for v in values):
-            return True  # presets are valid; linked values are checked when the node runs
+    def validate_inputs(cls, e1=None, e2=None) -> bool | str:
+        for k, value in enumerate((e1, e2), start=1):
+            if value is not None and not END_MIN <= value <= END_MAX:
+                limits = f"between {END_MIN} and {END_MAX}"
+                return f"e{k} ({value}) must be {limits}: the progress at which stage {k} ends"
+        if e1 is None or e2 is None:
+            return True  # a linked value is checked when the node runs
         try:
-            validate_plan(**custom_plan_args(*values))
+            validate_ends((e1, e2, 1.0))
         except PlanError as error:
-            return f"RALU Stage Planner: {error}"
+            return f"{error} (the custom plan's stage ends)"
         return True
 
     @classmethod

@@ -87,7 +87,7 @@ def _validate_steps(steps: object) -> None:
             raise PlanError(f"N{k} ({n}) must be at least 1: every stage takes one Euler step or more")
 
 
-def _validate_ends(ends: object) -> None:
+def validate_ends(ends: object) -> None:
     e1, e2, e3 = _require_three(ends, "ends")
     for k, e in enumerate((e1, e2, e3), start=1):
         if not _is_number(e):
@@ -136,7 +136,7 @@ def validate_plan(
 ) -> None:
     """Raise PlanError for the first value that cannot make a plan; None shifts / z are not checked."""
     _validate_steps(steps)
-    _validate_ends(ends)
+    validate_ends(ends)
     _validate_up_ratio(up_ratio)
     if shifts is not None:
         _validate_shifts(shifts)

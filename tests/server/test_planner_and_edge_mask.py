@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.host import PromptFailed
+
 NODE_IDS = {
     "RALUStagePlanner": "RALU Stage Planner",
     "RALUEdgeMask": "RALU Edge Mask",
@@ -119,3 +121,91 @@ def test_an_invalid_custom_plan_is_rejected_before_anything_runs(comfy_host, squ
     assert status == 400
     message = str(body["node_errors"]["5"])
     assert "e2 (0.4) must be greater than e1 (0.5)" in message
+
+
+def planner_errors(comfy_host, **inputs) -> list[dict]:
+    """The Planner's entries in /prompt's node_errors (the Planner alone is a whole prompt: an output)."""
+    status, body = comfy_host.submit({"1": planner(**inputs)})
+    assert status == 400, body
+    assert list(body["node_errors"]) == ["1"]
+    return body["node_errors"]["1"]["errors"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "name", "text"),
+    [
+        (
+            {"preset": "flux_9x"},
+            "preset",
+            "Value not in list: preset: 'flux_9x' not in ['flux_4x', 'flux_5x', 'flux_7x', 'sd3_2x', "
+            "'sd3_3x', 'custom']",
+        ),
+        (
+            {"estimate_for": "sdxl"},
+            "estimate_for",
+            "Value not in list: estimate_for: 'sdxl' not in ['flux', 'sd3']",
+        ),
+        ({"width": 0}, "width", "Value 0 smaller than min of 256: width"),
+        ({"preset": "custom", "n1": 500}, "n1", "Value 500 bigger than max of 200: n1"),
+        ({"preset": "custom", "shifts": "manual", "h1": 50}, "h1", "Value 50.0 bigger than max of 10.0: h1"),
+        ({"preset": "custom", "shifts": "manual", "z": 1}, "z", "Value 1.0 smaller than min of 2.0: z"),
+        ({"preset": "custom", "up_ratio": 2}, "up_ratio", "Value 2.0 bigger than max of 1.0: up_ratio"),
+    ],
+)
+def test_a_value_out_of_range_or_options_gets_one_error_from_comfyui(comfy_host, inputs, name, text):
+    [error] = planner_errors(comfy_host, **inputs)
+    assert error["extra_info"]["input_name"] == name
+    assert f"{error['message']}: {error['details']}" == text
+
+
+@pytest.mark.parametrize(
+    ("inputs", "text"),
+    [
+        (
+            {"preset": "custom", "e1": 0.5, "e2": 0.4},
+            "e2 (0.4) must be greater than e1 (0.5): the stage ends are progress values that strictly "
+            "increase (the custom plan's stage ends)",
+        ),
+        ({"preset": "custom", "e1": 0.3, "e2": 0.3}, "e2 (0.3) must be greater than e1 (0.3)"),
+        # ComfyUI keeps unused widgets in their range too, and cannot tell validate_inputs the preset
+        # without a third copy of the message (see RALUStagePlanner.validate_inputs).
+        ({"preset": "flux_4x", "e1": 0.5, "e2": 0.4}, "e2 (0.4) must be greater than e1 (0.5)"),
+        (
+            {"preset": "custom", "e1": 0},
+            "e1 (0.0) must be between 0.01 and 0.99: the progress at which stage 1 ends",
+        ),
+        (
+            {"preset": "custom", "e2": 1.0},
+            "e2 (1.0) must be between 0.01 and 0.99: the progress at which stage 2 ends",
+        ),
+    ],
+)
+def test_bad_stage_ends_get_one_message_under_e1_and_e2(comfy_host, inputs, text):
+    # ComfyUI files a failing validate_inputs once under each input it names: here e1 and e2, the two
+    # values of the rule, and nothing else.
+    errors = planner_errors(comfy_host, **inputs)
+    assert sorted(e["extra_info"]["input_name"] for e in errors) == ["e1", "e2"]
+    assert {e["type"] for e in errors} == {"custom_validation_failed"}
+    details = {e["details"].split(" - ", 1)[1] for e in errors}
+    assert len(details) == 1
+    assert text in details.pop()
+
+
+def test_a_good_custom_plan_is_accepted(comfy_host):
+    custom = dict(n1=3, n2=3, n3=6, e1=0.25, e2=0.3, up_ratio=0.2, shifts="manual", h1=6.0, h2=2.5, h3=2.0)
+    entry = comfy_host.run({"1": planner("custom", **custom, z=6.0, estimate_for="sd3")})
+    [summary] = entry["outputs"]["1"]["text"]
+    assert "RALU plan 'custom': 12 steps" in summary
+    assert "estimated speed-up vs 28 steps of SD3 at 1024x1024" in summary
+
+
+def test_linked_stage_ends_are_checked_when_the_planner_runs(comfy_host):
+    prompt = {
+        "1": planner("custom", e1=["2", 0]),
+        "2": {"class_type": "PrimitiveFloat", "inputs": {"value": 0.5}},
+    }
+    prompt["1"]["inputs"]["e2"] = 0.4
+    status, body = comfy_host.submit(prompt)
+    assert status == 200, body
+    with pytest.raises(PromptFailed, match=r"e2 \(0.4\) must be greater than e1 \(0.5\)"):
+        comfy_host.wait(body["prompt_id"])
