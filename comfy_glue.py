@@ -56,6 +56,16 @@ def model_family(model) -> str:
     raise RaluInputError(f"RALU KSampler supports {SUPPORTED_MODELS}; this model is {name}.")
 
 
+def check_plan_family(plan: Plan, model) -> None:
+    """Refuses a plan made for another model family (an sd3_* preset on FLUX), naming both."""
+    family = model_family(model)
+    if plan.family != family:
+        raise RaluInputError(
+            f"This plan ({plan.name}) is for {plan.family.upper()} models, but the connected model is "
+            f"{family.upper()}: choose a {family}_* preset or set the custom plan's family to {family}."
+        )
+
+
 def check_latent(samples: torch.Tensor) -> None:
     if samples.ndim != 4:
         raise RaluInputError(
@@ -287,6 +297,7 @@ def run_ralu_ksampler(
     faithful_gray: bool,
 ):
     """Samples `latent` with RALU; returns (the LATENT dict, the early-upsample MASK, the run's result)."""
+    check_plan_family(plan, model)
     samples = check_inputs(model, positive, negative, latent, vae, edge_source)
     patched, stage_ids = clone_for_ralu(model)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))

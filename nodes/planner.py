@@ -1,7 +1,7 @@
 from comfy_api.latest import io, ui
 
 from ..ralu.cost import estimate_speedup
-from ..ralu.plan import PRESET_BASELINE_STEPS, PRESET_FAMILY, PRESETS, PlanError, make_plan, validate_ends
+from ..ralu.plan import FAMILIES, PRESET_BASELINE_STEPS, PRESETS, PlanError, make_plan, validate_ends
 from ..ralu.summary import describe_plan
 from .plan_type import RaluPlan
 
@@ -121,10 +121,12 @@ class RALUStagePlanner(io.ComfyNode):
                 ),
                 ListedCombo(
                     "estimate_for",
-                    options=["flux", "sd3"],
+                    options=list(FAMILIES),
                     default="flux",
-                    tooltip="Model family for a custom plan's speed-up estimate (FLUX.1-dev vs 50 steps, "
-                    "SD3 Medium vs 28 steps); presets use their own family.",
+                    tooltip="Model family a custom plan is for (presets carry their own: flux_* or sd3_*). "
+                    "RALU KSampler refuses a plan made for another family than the connected model's. "
+                    "Also the model of the speed-up estimate (FLUX.1-dev vs 50 steps, SD3 Medium vs 28 "
+                    "steps).",
                 ),
                 io.Int.Input(
                     "width", default=1024, min=256, max=8192, step=32, tooltip="Image width for the estimate."
@@ -173,11 +175,11 @@ class RALUStagePlanner(io.ComfyNode):
         cls, preset, n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z, estimate_for, width, height
     ) -> io.NodeOutput:
         if preset == CUSTOM:
-            plan = make_plan(**custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z))
+            args = custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z)
+            plan = make_plan(**args, family=estimate_for)
         else:
             plan = PRESETS[preset]
-        estimate_for = PRESET_FAMILY.get(preset, estimate_for)
-        baseline = PRESET_BASELINE_STEPS[estimate_for]
-        estimate = estimate_speedup(plan, estimate_for, height, width, baseline)
-        summary = describe_plan(plan, estimate, estimate_for, width, height, baseline)
+        baseline = PRESET_BASELINE_STEPS[plan.family]
+        estimate = estimate_speedup(plan, plan.family, height, width, baseline)
+        summary = describe_plan(plan, estimate, width, height, baseline)
         return io.NodeOutput(plan, ui=ui.PreviewText(summary))

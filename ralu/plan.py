@@ -16,6 +16,17 @@ class PlanError(ValueError):
     """A plan that cannot run; the message says which value to change and why."""
 
 
+# The model families a plan can be for; the RALU KSampler refuses a plan made for another family.
+FAMILIES = ("flux", "sd3")
+
+
+def validate_family(family: object) -> None:
+    if family not in FAMILIES:
+        raise PlanError(
+            f"family ({family!r}) must be one of {', '.join(FAMILIES)}: the model family the plan is for"
+        )
+
+
 @dataclass(frozen=True)
 class Plan:
     name: str
@@ -24,6 +35,10 @@ class Plan:
     up_ratio: float
     shifts: tuple[float, float, float]
     z: float
+    family: str  # "flux" or "sd3": the models the plan was made (and is checked) for
+
+    def __post_init__(self) -> None:
+        validate_family(self.family)
 
     @property
     def starts(self) -> tuple[float, float, float]:
@@ -50,17 +65,22 @@ class Plan:
         return sum(self.steps)
 
 
+def _preset(name: str, *values) -> Plan:
+    """A published plan; its family is its name's prefix (flux_4x is for FLUX)."""
+    return Plan(name, *values, family=name.split("_")[0])
+
+
 PRESETS: dict[str, Plan] = {
     plan.name: plan
     for plan in (
-        Plan("flux_4x", (5, 6, 7), (0.3, 0.45, 1.0), 0.3, (5.019, 2.589, 2.226), 6.317),
-        Plan("flux_5x", (4, 5, 6), (0.3, 0.45, 1.0), 0.2, (5.106, 2.641, 2.251), 7.522),
-        Plan("flux_7x", (2, 3, 5), (0.2, 0.3, 1.0), 0.1, (8.141, 2.856, 2.193), 6.261),
-        Plan("sd3_2x", (5, 6, 9), (0.2, 0.3, 1.0), 0.3, (6.121, 2.237, 1.973), 4.132),
-        Plan("sd3_3x", (3, 3, 6), (0.25, 0.3, 1.0), 0.2, (6.402, 2.602, 2.273), 6.258),
+        _preset("flux_4x", (5, 6, 7), (0.3, 0.45, 1.0), 0.3, (5.019, 2.589, 2.226), 6.317),
+        _preset("flux_5x", (4, 5, 6), (0.3, 0.45, 1.0), 0.2, (5.106, 2.641, 2.251), 7.522),
+        _preset("flux_7x", (2, 3, 5), (0.2, 0.3, 1.0), 0.1, (8.141, 2.856, 2.193), 6.261),
+        _preset("sd3_2x", (5, 6, 9), (0.2, 0.3, 1.0), 0.3, (6.121, 2.237, 1.973), 4.132),
+        _preset("sd3_3x", (3, 3, 6), (0.25, 0.3, 1.0), 0.2, (6.402, 2.602, 2.273), 6.258),
     )
 }
-PRESET_FAMILY: dict[str, str] = {name: name.split("_")[0] for name in PRESETS}
+PRESET_FAMILY: dict[str, str] = {name: plan.family for name, plan in PRESETS.items()}
 PRESET_BASELINE_STEPS: dict[str, int] = {"flux": 50, "sd3": 28}
 
 _ENDS_INCREASE = "the stage ends are progress values that strictly increase"
@@ -152,9 +172,11 @@ def make_plan(
     z: float | None = None,
     base_shift: float = 3.0,
     name: str = "custom",
+    family: str = "flux",
 ) -> Plan:
     """Validate, then solve NT-DM for the shifts and / or Z the caller left as None."""
     validate_plan(steps, ends, up_ratio, shifts, z)
+    validate_family(family)
     if not _is_number(base_shift) or base_shift <= 0.0:
         raise PlanError(f"base_shift ({base_shift!r}) must be greater than 0: the model's own time shift")
     solved_shifts, solved_z = solve_ntdm(steps, ends, base_shift, fixed_shifts=shifts, fixed_z=z)
@@ -165,6 +187,7 @@ def make_plan(
         up_ratio=float(up_ratio),
         shifts=tuple(float(h) for h in solved_shifts),  # type: ignore[arg-type]
         z=float(solved_z),
+        family=family,
     )
 
 

@@ -6,11 +6,13 @@ from .cost import SpeedupEstimate
 from .plan import Plan
 
 
-def describe_plan(
-    plan: Plan, estimate: SpeedupEstimate, family: str, width: int, height: int, baseline_steps: int
-) -> str:
+def describe_plan(plan: Plan, estimate: SpeedupEstimate, width: int, height: int, baseline_steps: int) -> str:
     starts = plan.starts
-    lines = [f"RALU plan '{plan.name}': {plan.total_steps} steps, early upsample ratio {plan.up_ratio:g}"]
+    family = plan.family.upper()
+    lines = [
+        f"RALU plan '{plan.name}' for {family} models: {plan.total_steps} steps, "
+        f"early upsample ratio {plan.up_ratio:g}"
+    ]
     full_tokens = estimate.tokens[2]
     names = ("low-res", "mixed", "full-res")
     for k in range(3):
@@ -22,7 +24,7 @@ def describe_plan(
         )
     lines.append(f"Z = {plan.z:.3f}")
     lines.append(
-        f"estimated speed-up vs {baseline_steps} steps of {family.upper()} at {width}x{height}: "
+        f"estimated speed-up vs {baseline_steps} steps of {family} at {width}x{height}: "
         f"{estimate.speedup:.2f}x ({estimate.linear_only_speedup:.2f}x counting linear layers only)"
     )
     return "\n".join(lines)

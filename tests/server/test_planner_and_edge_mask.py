@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.host import PromptFailed
+from tests.prompts import PLAN_NODE, SAMPLER_NODE, ralu_prompt
 
 NODE_IDS = {
     "RALUStagePlanner": "RALU Stage Planner",
@@ -111,7 +112,7 @@ def test_planner_shows_its_summary(comfy_host, square_image):
     entry = comfy_host.run(prompt)
     [summary] = entry["outputs"]["5"]["text"]
     assert entry["outputs"]["2"]["images"], "the Edge Mask shows its mask on the node"
-    assert "RALU plan 'custom': 14 steps" in summary
+    assert "RALU plan 'custom' for FLUX models: 14 steps" in summary
     assert "stage 2 (mixed): 4 steps" in summary
     assert "estimated speed-up vs 50 steps of FLUX at 1024x1024" in summary
 
@@ -191,11 +192,11 @@ def test_bad_stage_ends_get_one_message_under_e1_and_e2(comfy_host, inputs, text
     assert text in details.pop()
 
 
-def test_a_good_custom_plan_is_accepted(comfy_host):
+def test_a_good_custom_plan_is_accepted_and_carries_its_family(comfy_host):
     custom = dict(n1=3, n2=3, n3=6, e1=0.25, e2=0.3, up_ratio=0.2, shifts="manual", h1=6.0, h2=2.5, h3=2.0)
     entry = comfy_host.run({"1": planner("custom", **custom, z=6.0, estimate_for="sd3")})
     [summary] = entry["outputs"]["1"]["text"]
-    assert "RALU plan 'custom': 12 steps" in summary
+    assert "RALU plan 'custom' for SD3 models: 12 steps" in summary
     assert "estimated speed-up vs 28 steps of SD3 at 1024x1024" in summary
 
 
@@ -209,3 +210,23 @@ def test_linked_stage_ends_are_checked_when_the_planner_runs(comfy_host):
     assert status == 200, body
     with pytest.raises(PromptFailed, match=r"e2 \(0.4\) must be greater than e1 \(0.5\)"):
         comfy_host.wait(body["prompt_id"])
+
+
+@pytest.mark.parametrize(
+    ("plan", "name"),
+    [({"preset": "sd3_3x"}, "sd3_3x"), ({"preset": "custom", "n1": 1, "estimate_for": "sd3"}, "custom")],
+)
+def test_a_plan_for_sd3_is_refused_on_flux_before_sampling(comfy_host, test_models, plan, name):
+    prompt = ralu_prompt(test_models, size=128, prefix="wrong_family")
+    prompt[PLAN_NODE]["inputs"].update(plan)
+    status, body = comfy_host.submit(prompt)
+    assert status == 200, body
+    with pytest.raises(PromptFailed) as failure:
+        comfy_host.wait(body["prompt_id"])
+    [error] = [data for kind, data in failure.value.entry["status"]["messages"] if kind == "execution_error"]
+    assert error["node_id"] == SAMPLER_NODE
+    assert error["exception_message"].strip() == (
+        f"This plan ({name}) is for SD3 models, but the connected model is FLUX: choose a flux_* preset or "
+        "set the custom plan's family to flux."
+    )
+    assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"

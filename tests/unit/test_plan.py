@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ralu.plan import (
+    FAMILIES,
     PRESET_BASELINE_STEPS,
     PRESET_FAMILY,
     PRESETS,
@@ -17,6 +18,7 @@ from ralu.plan import (
 )
 
 FLUX_4X = PRESETS["flux_4x"]
+GOOD = {"steps": (5, 6, 7), "ends": (0.3, 0.45, 1.0), "up_ratio": 0.3}
 
 
 def test_presets_carry_the_published_stage_layout():
@@ -38,6 +40,22 @@ def test_presets_carry_the_published_stage_layout():
     }
     assert PRESET_BASELINE_STEPS == {"flux": 50, "sd3": 28}
     assert all(name == plan.name for name, plan in PRESETS.items())
+
+
+def test_plans_carry_their_model_family():
+    assert FAMILIES == ("flux", "sd3")
+    assert {name: plan.family for name, plan in PRESETS.items()} == PRESET_FAMILY
+    assert make_plan(**GOOD, shifts=(3.0, 3.0, 3.0), z=6.0).family == "flux"
+    assert make_plan(**GOOD, shifts=(3.0, 3.0, 3.0), z=6.0, family="sd3").family == "sd3"
+
+
+@pytest.mark.parametrize("family", ["sdxl", "FLUX", None])
+def test_an_unknown_family_is_refused(family):
+    message = rf"family \({family!r}\) must be one of flux, sd3: the model family the plan is for"
+    with pytest.raises(PlanError, match=message):
+        make_plan(**GOOD, family=family)
+    with pytest.raises(PlanError, match=message):
+        dataclasses.replace(FLUX_4X, family=family)
 
 
 def test_derived_values_follow_the_spec():
@@ -106,15 +124,12 @@ def test_make_plan_solves_missing_values():
 
 def test_make_plan_keeps_given_values():
     plan = make_plan([5, 6, 7], [0.3, 0.45, 1.0], 0.3, shifts=[20.0, 1.0, 0.2], z=150.0)
-    assert plan == Plan("custom", (5, 6, 7), (0.3, 0.45, 1.0), 0.3, (20.0, 1.0, 0.2), 150.0)
+    assert plan == Plan("custom", (5, 6, 7), (0.3, 0.45, 1.0), 0.3, (20.0, 1.0, 0.2), 150.0, "flux")
 
 
 def test_plan_is_immutable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         FLUX_4X.z = 3.0  # type: ignore[misc]
-
-
-GOOD = {"steps": (5, 6, 7), "ends": (0.3, 0.45, 1.0), "up_ratio": 0.3}
 
 
 @pytest.mark.parametrize(
