@@ -27,11 +27,16 @@ from .ralu.streams import image_generators
 from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
 
 SUPPORTED_MODELS = "FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 patches)"
+MODEL_VAES = "ae.safetensors or taef1 for FLUX"
 CONDITIONING_REFUSALS = {
     "area": "area conditioning (ConditioningSetArea) needs a pixel grid, which stage 2 does not have",
     "mask": "masked conditioning (ConditioningSetMask) needs a pixel grid, which stage 2 does not have",
     "gligen": "GLIGEN boxes need a pixel grid, which stage 2 does not have",
     "concat_latent_image": "inpainting models (FLUX Fill) take a latent that must match each stage's shape",
+    # ComfyUI gives a reference image full-resolution positions, which stages 1 and 2 (in low-res
+    # units) would misalign with the picture by a factor of 2.
+    "reference_latents": "reference images (FLUX Kontext's ReferenceLatent) sit at full-resolution "
+    "positions that the low-resolution stages do not share",
 }
 # Step caches that reuse model outputs between steps assume one token layout per run; RALU changes it
 # twice (found by trying: they crash or skip stage 2's calls). Keyed by their transformer_options entry.
@@ -96,6 +101,37 @@ def check_conditioning(positive, negative) -> None:
                     )
 
 
+def check_vae(model, vae) -> None:
+    """Refuses a VAE made for another latent format than the model's.
+
+    The channel count tells most families apart. Tiny autoencoders (taef1, taesd3) also carry the
+    scale and shift of the format they were loaded for, which tells FLUX from SD3 (both 16 channels);
+    the full FLUX and SD3 VAEs have the same layout and carry neither, so they cannot be told apart.
+    """
+    if vae is None:
+        raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
+    latent_format = model.model.latent_format
+    wanted = f"connect the model's own VAE ({MODEL_VAES})"
+    channels = getattr(vae, "latent_channels", None)
+    if channels is not None and channels != latent_format.latent_channels:
+        raise RaluInputError(
+            f"This VAE decodes {channels}-channel latents, but the model makes "
+            f"{latent_format.latent_channels}-channel ones: {wanted}."
+        )
+    decoder = getattr(vae, "first_stage_model", None)
+    scale, shift = getattr(decoder, "vae_scale", None), getattr(decoder, "vae_shift", None)
+    if scale is None or shift is None:
+        return
+    ours = (float(latent_format.scale_factor), float(latent_format.shift_factor))
+    theirs = (float(scale), float(shift))
+    if any(abs(a - b) > 1e-3 for a, b in zip(ours, theirs)):
+        raise RaluInputError(
+            f"This tiny VAE was loaded for latents with scale {theirs[0]:.4g} and shift {theirs[1]:.4g} "
+            f"(taesd3 is SD3's), but the model's latents have scale {ours[0]:.4g} and shift "
+            f"{ours[1]:.4g}: {wanted}."
+        )
+
+
 class StageIds:
     """Per-run holder of stage 2's token ids, read by the post_input patch during model calls.
 
@@ -120,7 +156,7 @@ class StageIds:
             )
         # FLUX ids are [index, row, col]; cond and uncond batches repeat the images in order.
         ours = torch.nn.functional.pad(self.ids, (1, 0)).to(img_ids).repeat(img_ids.shape[0] // batch, 1, 1)
-        # Tokens past ours (Kontext reference images) keep their own ids.
+        # Tokens past ours (appended by some other patch) keep their own ids.
         img_ids = torch.cat((ours, img_ids[:, tokens:]), dim=1)
         self.applied += 1
         return {**args, "img_ids": img_ids}
@@ -247,15 +283,8 @@ def check_inputs(model, positive, negative, latent: dict, vae, edge_source: str)
             "SetLatentNoiseMask or VAEEncodeForInpaint). Use a plain KSampler for inpainting."
         )
     check_conditioning(positive, negative)
-    if edge_source == "vae" and vae is None:
-        raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
-    vae_channels = getattr(vae, "latent_channels", None) if edge_source == "vae" else None
-    if vae_channels is not None and vae_channels != model.model.latent_format.latent_channels:
-        raise RaluInputError(
-            f"This VAE decodes {vae_channels}-channel latents, but the model makes "
-            f"{model.model.latent_format.latent_channels}-channel ones: connect the model's own VAE "
-            "(ae.safetensors or taef1 for FLUX)."
-        )
+    if edge_source == "vae":
+        check_vae(model, vae)
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(samples)
     if torch.count_nonzero(samples):

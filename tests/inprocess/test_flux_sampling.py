@@ -128,13 +128,17 @@ def test_the_shared_model_is_left_unpatched(pack, tiny_flux):
     assert torch.equal(plain(), reference)
 
 
-def sd15_taesd():
-    """A random TAESD for 4-channel (SD1.5) latents, loaded the way VAELoader loads one."""
+def tiny_vae(channels, scale=None, shift=None):
+    """A random TAESD decoder, loaded the way VAELoader loads one (with the scale and shift it adds for
+    taesd3 / taef1)."""
     import comfy.sd
     import comfy.taesd.taesd
 
-    decoder = comfy.taesd.taesd.TAESD(latent_channels=4).taesd_decoder
-    return comfy.sd.VAE(sd={f"taesd_decoder.{k}": v for k, v in decoder.state_dict().items()})
+    decoder = comfy.taesd.taesd.TAESD(latent_channels=channels).taesd_decoder
+    sd = {f"taesd_decoder.{k}": v for k, v in decoder.state_dict().items()}
+    if scale is not None:
+        sd.update(vae_scale=torch.tensor(scale), vae_shift=torch.tensor(shift))
+    return comfy.sd.VAE(sd=sd)
 
 
 def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
@@ -146,6 +150,10 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
     area[0][1]["area"] = (8, 8, 0, 0)
     with pytest.raises(glue.RaluInputError, match="area conditioning"):
         run(pack, tiny_flux, plan, positive=area)
+    kontext = flux_conditioning(0)
+    kontext[0][1]["reference_latents"] = [torch.zeros(1, 16, 32, 32)]
+    with pytest.raises(glue.RaluInputError, match="positive prompt's reference images .*Kontext"):
+        run(pack, tiny_flux, plan, positive=kontext)
     with pytest.raises(glue.RaluInputError, match="does not inpaint"):
         run(pack, tiny_flux, plan, latent={**empty_latent(), "noise_mask": torch.ones(1, 256, 256)})
     with pytest.raises(glue.RaluInputError, match="ignore the picture in this latent"):
@@ -153,7 +161,11 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
     with pytest.raises(
         glue.RaluInputError, match="decodes 4-channel latents, but the model makes 16-channel"
     ):
-        run(pack, tiny_flux, plan, vae=sd15_taesd())
+        run(pack, tiny_flux, plan, vae=tiny_vae(4))
+    taesd3, taef1 = tiny_vae(16, 1.5305, 0.0609), tiny_vae(16, 0.3611, 0.1159)
+    with pytest.raises(glue.RaluInputError, match="scale 1.531 and shift 0.0609 .*taesd3.*taef1 for FLUX"):
+        run(pack, tiny_flux, plan, vae=taesd3)
+    glue.check_vae(tiny_flux, taef1)
     from comfy_extras.nodes_easycache import EasyCacheNode, LazyCacheNode
 
     for cache in (EasyCacheNode, LazyCacheNode):
