@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import kornia
 import torch
 import torch.nn.functional as F
 
+from .canny import canny_edges as canny_edges  # re-exported: the edge scoring's Canny
+
 LUMA = (0.299, 0.587, 0.114)
-CANNY_LOW = 100.0
-CANNY_HIGH = 200.0
 
 
 def edge_gray(image: torch.Tensor, faithful: bool = True) -> torch.Tensor:
@@ -23,27 +22,6 @@ def edge_gray(image: torch.Tensor, faithful: bool = True) -> torch.Tensor:
     luma = torch.tensor(LUMA, dtype=image.dtype, device=image.device)
     gray = (image[..., :3] * luma).sum(dim=-1).unsqueeze(1)
     return (2.0 * gray - 1.0).clamp(0.0, 1.0) if faithful else gray
-
-
-def canny_edges(gray: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) gray in [0, 1] -> (B, 1, H, W) edges as 0 / 1, like cv2.Canny(gray * 255, 100, 200).
-
-    How kornia's canny is made to match OpenCV's defaults (aperture 3, L1 magnitude, no blur):
-    - kornia thresholds the unnormalised 3x3 Sobel response (spatial_gradient(normalized=False)),
-      the same kernel cv2 uses, so feeding gray * 255 lets 100 / 200 mean what they mean to cv2.
-    - cv2.Canny does not blur; kornia always calls gaussian_blur2d, and kernel_size=1 makes that
-      kernel the single tap 1, i.e. the identity (sigma is then irrelevant).
-    - Both compare strictly (weak > low, strong > high), suppress non-maxima along the gradient
-      rounded to 45 degrees, replicate the border for Sobel and track hysteresis 8-connected.
-    - The one difference left: kornia's magnitude is L2, sqrt(gx^2 + gy^2), cv2's default L1,
-      |gx| + |gy|. They agree on axis-aligned edges; on a 45-degree edge L2 is 1/sqrt(2) of L1, so
-      kornia needs a diagonal step up to 41% stronger to call it an edge. kornia has no L1 option,
-      and scaling the thresholds would break the axis-aligned agreement, so this is left as is.
-    """
-    _, edges = kornia.filters.canny(
-        gray.to(torch.float32) * 255.0, CANNY_LOW, CANNY_HIGH, kernel_size=1, sigma=(1.0, 1.0)
-    )
-    return edges
 
 
 def cell_scores(edges: torch.Tensor, cell: int = 16) -> torch.Tensor:

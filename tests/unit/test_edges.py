@@ -43,7 +43,7 @@ def test_faithful_gray_clips_the_decoder_range():
 @pytest.mark.parametrize(("step", "is_edge"), [(45, False), (55, True)])
 def test_canny_thresholds_are_opencvs_on_the_255_scale(step, is_edge):
     # Sobel of a vertical step of height d is 4d: 180 is only weak (100 < 180 <= 200) and is dropped,
-    # 220 is strong. A Gaussian pre-blur (kornia's default) would pull 220 down to about 142.
+    # 220 is strong. No blur first, as in cv2.Canny: a Gaussian would pull 220 down to about 142.
     gray = torch.zeros(1, 1, 32, 32)
     gray[..., 16:] = step / 255
     edges = canny_edges(gray)
