@@ -15,13 +15,14 @@ HOST_FILE := $(CURDIR)/.comfy/host
 COMFY_DIR = "$$(sed -n 1p $(HOST_FILE))"
 PY = "$$(sed -n 2p $(HOST_FILE))"
 
-.PHONY: help setup models serve test lint
+.PHONY: help setup models serve test test-min-deps lint
 
 help:
 	@echo "make setup   ComfyUI host + venv under .comfy/ (COMFYUI_DIR=/path uses an existing ComfyUI)"
 	@echo "make models  build the random-weight test models into $(MODELS_DIR) (cached)"
 	@echo "make serve   ComfyUI with this pack on the CPU at http://127.0.0.1:$(PORT) (PORT=...)"
 	@echo "make test    setup + models + the whole pytest suite"
+	@echo "make test-min-deps  the unit tests with the lowest numpy and scipy that requirements.txt allows"
 	@echo "make lint    ruff check"
 
 setup:
@@ -40,6 +41,30 @@ serve: models
 test: models
 	bash scripts/install_browser.sh
 	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(MODELS_DIR)" $(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The floors that requirements.txt declares, proven: exactly those numpy and scipy, installed into
+# $(MIN_DEPS_DIR) (with an OpenCV that accepts that numpy, for test_canny), first on the path of the
+# host's python for the unit tests. Fails unless the versions imported are the declared floors.
+MIN_DEPS_DIR := $(CURDIR)/.comfy/min-deps
+test-min-deps: setup
+	@set -euo pipefail; \
+	numpy="$$(sed -n 's/^numpy>=\([0-9][0-9.]*\)$$/\1/p' requirements.txt)"; \
+	scipy="$$(sed -n 's/^scipy>=\([0-9][0-9.]*\)$$/\1/p' requirements.txt)"; \
+	if [ -z "$$numpy" ] || [ -z "$$scipy" ]; then \
+		echo "requirements.txt must declare numpy>=X and scipy>=Y" >&2; exit 1; fi; \
+	stamp="$(MIN_DEPS_DIR)/.installed-numpy-$$numpy-scipy-$$scipy"; \
+	if [ ! -f "$$stamp" ]; then \
+		rm -rf "$(MIN_DEPS_DIR)"; \
+		$(PY) -m pip install --quiet --target "$(MIN_DEPS_DIR)" "numpy==$$numpy" "scipy==$$scipy" \
+			opencv-python-headless 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; \
+		touch "$$stamp"; \
+	fi; \
+	export PYTHONPATH="$(MIN_DEPS_DIR)"; \
+	$(PY) -c 'import sys, cv2, numpy, scipy; \
+		print(f"test-min-deps: numpy {numpy.__version__}, scipy {scipy.__version__}, cv2 {cv2.__version__}"); \
+		floors = tuple(sys.argv[1:]); found = (numpy.__version__, scipy.__version__); \
+		sys.exit(0 if found == floors else f"expected numpy, scipy {floors}, imported {found}")' "$$numpy" "$$scipy"; \
+	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(MODELS_DIR)" $(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint:
 	@if [ -f "$(HOST_FILE)" ]; then set -x; $(PY) -m ruff check .; else set -x; ruff check .; fi
