@@ -1,16 +1,15 @@
-"""The one module that touches ComfyUI internals: model checks, the id patch, VAE edges, sampling.
+"""The RALU run inside ComfyUI, shared by every model family: checks, noise, VAE edges, previews,
+the KSAMPLER function and the result. With `families/`, the only code that touches ComfyUI internals.
 
-Everything here goes through ComfyUI's own mechanisms: a clone of the ModelPatcher carries a
-`post_input` patch (FLUX's documented hook for replacing token ids) and a CALC_COND_BATCH wrapper
-keyed "ralu"; the three stages run as a custom KSAMPLER function under ComfyUI's own guider, cfg
-batching, conds and model patches.
+Everything goes through ComfyUI's own mechanisms: a clone of the ModelPatcher carries the family's
+stage-2 position hook (families/) and a CALC_COND_BATCH wrapper keyed "ralu"; the three stages run as
+a custom KSAMPLER function under ComfyUI's own guider, cfg batching, conds and model patches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import comfy.ldm.flux.model
 import comfy.model_management
 import comfy.patcher_extension
 import comfy.sample
@@ -19,6 +18,7 @@ import comfy.utils
 import latent_preview
 import torch
 
+from .families import ModelFamily, RaluInputError, StagePositions, family_of
 from .ralu.edge_map import FULL_RES_CELL, edge_map_and_scores
 from .ralu.edges import mask_cells, selection_mask
 from .ralu.plan import Plan, plan_sigmas
@@ -26,8 +26,6 @@ from .ralu.sampler import RaluResult, sample_ralu
 from .ralu.streams import image_generators
 from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
 
-SUPPORTED_MODELS = "FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 patches)"
-MODEL_VAES = "ae.safetensors or taef1 for FLUX"
 CONDITIONING_REFUSALS = {
     "area": "area conditioning (ConditioningSetArea) needs a pixel grid, which stage 2 does not have",
     "mask": "masked conditioning (ConditioningSetMask) needs a pixel grid, which stage 2 does not have",
@@ -43,31 +41,13 @@ CONDITIONING_REFUSALS = {
 STEP_CACHES = {"easycache": "EasyCache / LazyCache"}
 
 
-class RaluInputError(ValueError):
-    """Bad input a person can fix; the message says how."""
-
-
-def model_family(model) -> str:
-    """Returns "flux" for the models the sampler can drive; raises naming what is supported."""
-    diffusion_model = getattr(model.model, "diffusion_model", None)
-    params = getattr(diffusion_model, "params", None)
-    if (
-        type(diffusion_model) is comfy.ldm.flux.model.Flux
-        and getattr(params, "in_channels", None) == 16
-        and getattr(params, "patch_size", None) == 2
-    ):
-        return "flux"
-    name = type(model.model).__name__
-    raise RaluInputError(f"RALU KSampler supports {SUPPORTED_MODELS}; this model is {name}.")
-
-
-def check_plan_family(plan: Plan, model) -> None:
+def check_plan_family(plan: Plan, family: ModelFamily) -> None:
     """Refuses a plan made for another model family (an sd3_* preset on FLUX), naming both."""
-    family = model_family(model)
-    if plan.family != family:
+    if plan.family != family.name:
         raise RaluInputError(
             f"This plan ({plan.name}) is for {plan.family.upper()} models, but the connected model is "
-            f"{family.upper()}: choose a {family}_* preset or set the custom plan's family to {family}."
+            f"{family.label}: choose a {family.name}_* preset or set the custom plan's family to "
+            f"{family.name}."
         )
 
 
@@ -101,7 +81,7 @@ def check_conditioning(positive, negative) -> None:
                     )
 
 
-def check_vae(model, vae) -> None:
+def check_vae(model, family: ModelFamily, vae) -> None:
     """Refuses a VAE made for another latent format than the model's.
 
     The channel count tells most families apart. Tiny autoencoders (taef1, taesd3) also carry the
@@ -111,7 +91,7 @@ def check_vae(model, vae) -> None:
     if vae is None:
         raise RaluInputError("edge_source 'vae' needs a VAE: connect one, or choose edge_source 'latent'.")
     latent_format = model.model.latent_format
-    wanted = f"connect the model's own VAE ({MODEL_VAES})"
+    wanted = f"connect the model's own VAE ({family.vaes})"
     channels = getattr(vae, "latent_channels", None)
     if channels is not None and channels != latent_format.latent_channels:
         raise RaluInputError(
@@ -123,7 +103,7 @@ def check_vae(model, vae) -> None:
     if scale is None or shift is None:
         return
     ours = (float(latent_format.scale_factor), float(latent_format.shift_factor))
-    theirs = (float(scale), float(shift))
+    theirs = (float(scale.detach()), float(shift.detach()))
     if any(abs(a - b) > 1e-3 for a, b in zip(ours, theirs)):
         raise RaluInputError(
             f"This tiny VAE was loaded for latents with scale {theirs[0]:.4g} and shift {theirs[1]:.4g} "
@@ -132,59 +112,15 @@ def check_vae(model, vae) -> None:
         )
 
 
-class StageIds:
-    """Per-run holder of stage 2's token ids, read by the post_input patch during model calls.
-
-    As a CALC_COND_BATCH wrapper it also leaves ControlNet out of stage 2: ControlNet adds its
-    residuals to tokens by grid position, which stage 2's mixed set does not have; stages 1 and 3 are
-    grids (low-res and full-res), where ComfyUI scales the hint to the grid as usual.
-    """
-
-    def __init__(self) -> None:
-        self.ids: torch.Tensor | None = None
-        self.applied = 0
-
-    def __call__(self, args: dict) -> dict:
-        if self.ids is None:
-            return args
-        img_ids = args["img_ids"]
-        batch, tokens = self.ids.shape[:2]
-        if img_ids.shape[0] % batch or img_ids.shape[1] < tokens:
-            raise RuntimeError(
-                f"RALU: the model got {img_ids.shape[1]} tokens x {img_ids.shape[0]} images where "
-                f"stage 2 has {tokens} tokens x {batch} images; another patch changed the token layout."
-            )
-        # FLUX ids are [index, row, col]; cond and uncond batches repeat the images in order.
-        ours = torch.nn.functional.pad(self.ids, (1, 0)).to(img_ids).repeat(img_ids.shape[0] // batch, 1, 1)
-        # Tokens past ours (appended by some other patch) keep their own ids.
-        img_ids = torch.cat((ours, img_ids[:, tokens:]), dim=1)
-        self.applied += 1
-        return {**args, "img_ids": img_ids}
-
-    def calc_cond_batch(self, executor, model, conds, x_in, timestep, model_options):
-        if self.ids is not None:
-            conds = [
-                None
-                if group is None
-                else [{k: v for k, v in cond.items() if k != "control"} for cond in group]
-                for group in conds
-            ]
-        return executor(model, conds, x_in, timestep, model_options)
-
-
-def clone_for_ralu(model) -> tuple[object, StageIds]:
+def clone_for_ralu(model, family: ModelFamily) -> tuple[object, StagePositions]:
+    """A clone of the model with the family's stage-2 hook and the ControlNet wrapper; the model
+    itself is left as it was."""
     clone = model.clone()
-    if not hasattr(clone, "set_model_post_input_patch"):
-        raise RaluInputError(
-            "RALU KSampler needs a ComfyUI whose models take post_input patches "
-            "(0.3.75 or newer): update ComfyUI."
-        )
-    stage_ids = StageIds()
-    clone.set_model_post_input_patch(stage_ids)
+    positions = family.install(clone)
     clone.add_wrapper_with_key(
-        comfy.patcher_extension.WrappersMP.CALC_COND_BATCH, "ralu", stage_ids.calc_cond_batch
+        comfy.patcher_extension.WrappersMP.CALC_COND_BATCH, "ralu", positions.calc_cond_batch
     )
-    return clone, stage_ids
+    return clone, positions
 
 
 def latent_to_rgb(model, x0_latent: torch.Tensor) -> torch.Tensor:
@@ -227,25 +163,25 @@ class EdgeSource:
         return edge_map_and_scores(image, self.faithful_gray)[1]
 
 
-def model_caller(model_k, extra_args: dict, stage_ids: StageIds):
-    """Adapts ComfyUI's denoiser to `predict_x0(tokens, ids, grid, sigma)` of `ralu.sampler`."""
+def model_caller(
+    model_k, extra_args: dict, positions: StagePositions, hook_skipped: str, low_res_grid: tuple[int, int]
+):
+    """Adapts ComfyUI's denoiser to `predict_x0(tokens, ids, grid, sigma)` of `ralu.sampler`.
+
+    A grid goes to the model as the latent it is; stage 2's mixed set as a strip, with its ids (in
+    units of the low-res grid) handed to the family's hook for the call.
+    """
 
     def predict_x0(tokens: torch.Tensor, ids: torch.Tensor, grid, sigma: float) -> torch.Tensor:
         comfy.model_management.throw_exception_if_processing_interrupted()
         s_in = tokens.new_ones([tokens.shape[0]]) * sigma
         if grid is not None:
             return patchify(model_k(unpatchify(tokens, 2 * grid[0], 2 * grid[1]), s_in, **extra_args))
-        stage_ids.ids, applied_before = ids, stage_ids.applied
-        try:
+        applied_before = positions.applied
+        with positions.stage2(ids, low_res_grid):
             x0 = strip_to_tokens(model_k(tokens_to_strip(tokens), s_in, **extra_args))
-        finally:
-            stage_ids.ids = None
-        if stage_ids.applied == applied_before:
-            raise RuntimeError(
-                "RALU: the FLUX model did not apply post_input patches, so stage 2's token positions "
-                "cannot be set. A node replaced or skipped FLUX's forward (TeaCache or another step "
-                "cache): remove it from this model, or update ComfyUI."
-            )
+        if positions.applied == applied_before:
+            raise RuntimeError(f"RALU: {hook_skipped}")
         return x0
 
     return predict_x0
@@ -257,7 +193,7 @@ def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, di
     result = sample_ralu(
         x,
         run.plan,
-        model_caller(model_k, extra_args or {}, run.stage_ids),
+        model_caller(model_k, extra_args or {}, run.positions, run.family.hook_skipped, (rows, cols)),
         run.edge_source,
         run.generators,
         forced=None if run.mask is None else mask_cells(run.mask, rows, cols, x.shape[0]),
@@ -267,9 +203,13 @@ def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, di
     return result.latent
 
 
-def check_inputs(model, positive, negative, latent: dict, vae, edge_source: str) -> torch.Tensor:
-    """Refuses, with a message that says what to change, what RALU cannot sample; returns the latent."""
-    model_family(model)
+def check_inputs(
+    model, plan: Plan, positive, negative, latent: dict, vae, edge_source: str
+) -> tuple[ModelFamily, torch.Tensor]:
+    """Refuses, with a message that says what to change, what RALU cannot sample; returns the model's
+    family and the latent."""
+    family = family_of(model)
+    check_plan_family(plan, family)
     for key, name in STEP_CACHES.items():
         if key in model.model_options.get("transformer_options", {}):
             raise RaluInputError(
@@ -284,7 +224,7 @@ def check_inputs(model, positive, negative, latent: dict, vae, edge_source: str)
         )
     check_conditioning(positive, negative)
     if edge_source == "vae":
-        check_vae(model, vae)
+        check_vae(model, family, vae)
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(samples)
     if torch.count_nonzero(samples):
@@ -292,7 +232,7 @@ def check_inputs(model, positive, negative, latent: dict, vae, edge_source: str)
             "RALU KSampler generates from pure noise, so it would ignore the picture in this "
             "latent. Connect an empty latent (EmptySD3LatentImage); for img2img use a plain KSampler."
         )
-    return samples
+    return family, samples
 
 
 def batch_indices(latent: dict, batch: int) -> list[int]:
@@ -304,7 +244,8 @@ def batch_indices(latent: dict, batch: int) -> list[int]:
 @dataclass
 class RaluRun:
     plan: Plan
-    stage_ids: StageIds
+    family: ModelFamily
+    positions: StagePositions
     edge_source: EdgeSource
     generators: list[torch.Generator]
     mask: torch.Tensor | None
@@ -326,9 +267,8 @@ def run_ralu_ksampler(
     faithful_gray: bool,
 ):
     """Samples `latent` with RALU; returns (the LATENT dict, the early-upsample MASK, the run's result)."""
-    check_plan_family(plan, model)
-    samples = check_inputs(model, positive, negative, latent, vae, edge_source)
-    patched, stage_ids = clone_for_ralu(model)
+    family, samples = check_inputs(model, plan, positive, negative, latent, vae, edge_source)
+    patched, positions = clone_for_ralu(model, family)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     previewer = latent_preview.get_previewer(patched.load_device, patched.model.latent_format)
     progress = comfy.utils.ProgressBar(plan.total_steps)
@@ -339,7 +279,8 @@ def run_ralu_ksampler(
 
     run = RaluRun(
         plan=plan,
-        stage_ids=stage_ids,
+        family=family,
+        positions=positions,
         edge_source=EdgeSource(patched, vae, edge_source, faithful_gray),
         generators=image_generators(seed, batch_indices(latent, samples.shape[0])),
         mask=mask,

@@ -10,6 +10,20 @@ def ralu_modules(pack):
     return (import_module(f"{pack.__name__}.comfy_glue"), import_module(f"{pack.__name__}.ralu.plan"))
 
 
+def patched_for_stage2(pack, model):
+    """The model patched as RALU patches it (its family's stage-2 hook), and a factory for the
+    `predict_x0` RALU's stages call: `predictor(model_k, extra_args, grid)` takes stage-2 ids in units
+    of `grid`'s tokens."""
+    glue, _ = ralu_modules(pack)
+    family = glue.family_of(model)
+    patched, positions = glue.clone_for_ralu(model, family)
+
+    def predictor(model_k, extra_args, grid):
+        return glue.model_caller(model_k, extra_args, positions, family.hook_skipped, grid)
+
+    return patched, positions, predictor
+
+
 def empty_latent(batch=1, size=256):
     return {"samples": torch.zeros(batch, 16, size // 8, size // 8)}
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from ralu_run import empty_latent, ralu_modules, recorded, run
+from ralu_run import empty_latent, patched_for_stage2, ralu_modules, recorded, run
 from tiny_models import flux_conditioning
 
 
@@ -10,19 +10,18 @@ def test_stage2_strip_with_ids_equals_the_grid(pack, tiny_flux):
     """Tokens of a full grid, shuffled, sent as a strip with their ids give the grid's prediction."""
     import comfy.samplers
 
-    glue, _ = ralu_modules(pack)
     tokens_mod = __import__(f"{pack.__name__}.ralu.tokens", fromlist=["x"])
-    patched, stage_ids = glue.clone_for_ralu(tiny_flux)
+    patched, positions, predictor = patched_for_stage2(pack, tiny_flux)
     seen = {}
 
     def probe(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
-        predict = glue.model_caller(model_k, extra_args, stage_ids)
+        grid = (x.shape[-2] // 2, x.shape[-1] // 2)
+        predict = predictor(model_k, extra_args, grid)
         tokens = tokens_mod.patchify(x)
-        ids = tokens_mod.grid_ids(x.shape[-2] // 2, x.shape[-1] // 2, x.shape[0]) / 2  # low-res units
+        ids = tokens_mod.grid_ids(*grid, x.shape[0])
         order = torch.randperm(tokens.shape[1], generator=torch.Generator().manual_seed(3))
-        # Stage 2 speaks in low-res units; at full-res resolution the grid ids are these times 2.
-        seen["strip"] = predict(tokens[:, order], ids[:, order] * 2, None, 0.7)
-        seen["grid"] = predict(tokens, ids * 2, (x.shape[-2] // 2, x.shape[-1] // 2), 0.7)[:, order]
+        seen["strip"] = predict(tokens[:, order], ids[:, order], None, 0.7)
+        seen["grid"] = predict(tokens, ids, grid, 0.7)[:, order]
         return x
 
     guider = comfy.samplers.CFGGuider(patched)
@@ -30,7 +29,7 @@ def test_stage2_strip_with_ids_equals_the_grid(pack, tiny_flux):
     guider.set_cfg(3.0)  # cond and uncond both run; their batches must get the ids too
     noise = torch.randn(2, 16, 16, 24, generator=torch.Generator().manual_seed(0))
     guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(probe), torch.tensor([1.0, 0.0]))
-    assert stage_ids.applied >= 1
+    assert positions.applied >= 1
     torch.testing.assert_close(seen["strip"], seen["grid"], atol=1e-4, rtol=1e-4)
 
 
@@ -165,14 +164,14 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux, tiny_sd3):
     taesd3, taef1 = tiny_vae(16, 1.5305, 0.0609), tiny_vae(16, 0.3611, 0.1159)
     with pytest.raises(glue.RaluInputError, match="scale 1.531 and shift 0.0609 .*taesd3.*taef1 for FLUX"):
         run(pack, tiny_flux, plan, vae=taesd3)
-    glue.check_vae(tiny_flux, taef1)
+    glue.check_vae(tiny_flux, glue.family_of(tiny_flux), taef1)
     from comfy_extras.nodes_easycache import EasyCacheNode, LazyCacheNode
 
     for cache in (EasyCacheNode, LazyCacheNode):
         cached = cache.execute(tiny_flux, 0.2, 0.15, 0.95, False).result[0]
         with pytest.raises(glue.RaluInputError, match="does not combine with EasyCache / LazyCache"):
             run(pack, cached, plan)
-    with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*this model is SD3"):
+    with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*This model is SD3"):
         run(pack, tiny_sd3, plan)
 
 

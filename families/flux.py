@@ -1,0 +1,64 @@
+"""FLUX.1: stage 2's positions go in through a `post_input` patch, FLUX's hook for its token ids."""
+
+from __future__ import annotations
+
+import comfy.ldm.flux.model
+import torch
+
+from .base import ModelFamily, RaluInputError, StagePositions
+
+
+class FluxIds(StagePositions):
+    """A post_input patch: replaces the first L image ids with stage 2's, as FLUX's [index, row, col]."""
+
+    def __call__(self, args: dict) -> dict:
+        if self.ids is None:
+            return args
+        img_ids = args["img_ids"]
+        tokens = self.ids.shape[1]
+        if img_ids.shape[1] < tokens:
+            raise RuntimeError(
+                f"RALU: the model got {img_ids.shape[1]} tokens where stage 2 has {tokens}; another patch "
+                "changed the token layout."
+            )
+        # Cond and uncond batches repeat the images in order.
+        copies = self.copies_per_image(img_ids.shape[0])
+        ours = torch.nn.functional.pad(self.ids, (1, 0)).to(img_ids).repeat(copies, 1, 1)
+        # Tokens past ours (appended by some other patch) keep their own ids.
+        img_ids = torch.cat((ours, img_ids[:, tokens:]), dim=1)
+        self.applied += 1
+        return {**args, "img_ids": img_ids}
+
+
+def is_flux(model) -> bool:
+    diffusion_model = getattr(model.model, "diffusion_model", None)
+    params = getattr(diffusion_model, "params", None)
+    return (
+        type(diffusion_model) is comfy.ldm.flux.model.Flux
+        and getattr(params, "in_channels", None) == 16
+        and getattr(params, "patch_size", None) == 2
+    )
+
+
+def install(clone) -> FluxIds:
+    if not hasattr(clone, "set_model_post_input_patch"):
+        raise RaluInputError(
+            "RALU KSampler needs a ComfyUI whose models take post_input patches (0.3.75 or newer): "
+            "update ComfyUI."
+        )
+    positions = FluxIds()
+    clone.set_model_post_input_patch(positions)
+    return positions
+
+
+FLUX = ModelFamily(
+    name="flux",
+    label="FLUX",
+    models="FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 patches)",
+    vaes="ae.safetensors or taef1 for FLUX",
+    matches=is_flux,
+    install=install,
+    hook_skipped="the FLUX model did not apply post_input patches, so stage 2's token positions cannot "
+    "be set. A node replaced or skipped FLUX's forward (TeaCache or another step cache): remove it "
+    "from this model, or update ComfyUI.",
+)
