@@ -35,7 +35,7 @@ models: setup
 # with the test models visible through the extra_model_paths.yaml that `models` writes next to them.
 serve: models
 	cd $(COMFY_DIR) && exec $(PY) main.py --cpu --listen 127.0.0.1 --port $(PORT) --disable-api-nodes \
-		--extra-model-paths-config "$(MODELS_DIR)/extra_model_paths.yaml"
+		--preview-method auto --extra-model-paths-config "$(MODELS_DIR)/extra_model_paths.yaml"
 
 # The browser tests need Chromium: installed through apt when we are root (CI), else the script says how.
 test: models

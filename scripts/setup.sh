@@ -45,6 +45,9 @@ else
     pip "$python" install --quiet "${torch_pins[@]}" -r "$state/comfy-requirements.txt" requests
     touch "$state/venv/.ready"
   fi
+  # ComfyUI imports torchaudio for its audio nodes and prints a traceback at every start without it;
+  # this version loads with the pinned torch.
+  pip "$python" install --quiet --no-deps torchaudio==2.11.1
 fi
 
 pip "$python" install --quiet -r "$here/requirements.txt" -r "$here/tests/requirements.txt"
