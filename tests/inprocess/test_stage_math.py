@@ -1,36 +1,38 @@
 """Stage 2's ids reach every image of a batch and both halves of cfg, on the tiny FLUX.
 
-test_flux_sampling's strip test gives every image the same token order, so ids that reach the wrong
-image, or the wrong cfg half, go unnoticed there. Here each image of a batch of 2 sends its own
-permutation of the grid (so its own ids, position by position) with cfg 3, cond and uncond in one
-model call: the strip with ids must give each image its own grid prediction.
+test_flux_sampling's strip test gives every image the same token order, and test_randomness compares
+a batch with its images made alone at cfg 1 only, so ids that reach the wrong cfg half go unnoticed
+there. Here cfg is 3, with cond and uncond in one model call ([cond 0, cond 1, uncond 0, uncond 1]):
+- each image of a batch of 2 sends its own permutation of the grid (so its own ids, position by
+  position): the strip with ids must give each image its own grid prediction;
+- a whole run: each image of the batch must equal that image made alone (same seed and batch
+  index, so the same selection and the same stage-2 ids), where no other image's ids exist.
 
-Mutations tried (in a scratch worktree, in comfy_glue.StageIds.__call__; each fails this test):
+Mutations tried in a scratch worktree, in the FLUX family's post_input patch; each fails both tests:
 - image 0's ids sent for every image (self.ids[:1].expand(batch, -1, -1));
-- cond and uncond ids interleaved (repeat_interleave instead of repeat): the model's batch is
-  [cond 0, cond 1, uncond 0, uncond 1], so cond 1 and uncond 0 got each other's ids.
+- cond and uncond ids interleaved (repeat_interleave instead of repeat): cond 1 and uncond 0 get
+  each other's ids.
 """
 
 import importlib
 
 import torch
-from ralu_run import ralu_modules, recorded
+from ralu_run import empty_latent, patched_for_stage2, ralu_modules, recorded, run
 from tiny_models import flux_conditioning
 
 
 def test_each_image_and_each_cfg_half_gets_its_own_stage_2_ids(pack, tiny_flux):
     import comfy.samplers
 
-    glue, _ = ralu_modules(pack)
     tokens_mod = importlib.import_module(f"{pack.__name__}.ralu.tokens")
-    # The recorder goes on first: clone_for_ralu's clone must carry the id patch the caller sets.
+    # The recorder goes on first: RALU's clone must carry the id patch the caller sets.
     recording, recorder = recorded(tiny_flux)
-    patched, stage_ids = glue.clone_for_ralu(recording)
+    patched, positions, predictor = patched_for_stage2(pack, recording)
     seen = {}
 
     def probe(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
-        predict = glue.model_caller(model_k, extra_args, stage_ids)
         rows, cols = x.shape[-2] // 2, x.shape[-1] // 2
+        predict = predictor(model_k, extra_args, (rows, cols))
         tokens = tokens_mod.patchify(x)
         ids = tokens_mod.grid_ids(rows, cols, x.shape[0])  # full-res units: the grid's own ids
         orders = torch.stack(
@@ -50,7 +52,21 @@ def test_each_image_and_each_cfg_half_gets_its_own_stage_2_ids(pack, tiny_flux):
     guider.set_cfg(3.0)
     noise = torch.randn(2, 16, 16, 24, generator=torch.Generator().manual_seed(0))
     guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(probe), torch.tensor([1.0, 0.0]))
-    assert stage_ids.applied >= 1
+    assert positions.applied >= 1
     assert recorder.shapes == [(4, 16, 2, 2 * 8 * 12), (4, 16, 16, 24)]  # cond and uncond together
     for image in range(2):
         torch.testing.assert_close(seen["strip"][image], seen["grid"][image], atol=1e-4, rtol=1e-4)
+
+
+def test_with_cfg_each_image_of_a_batch_equals_that_image_made_alone(pack, tiny_flux):
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.make_plan((1, 2, 1), (0.3, 0.5, 1.0), 0.5, shifts=(3.0, 3.0, 3.0), z=6.0)
+    model, recorder = recorded(tiny_flux)
+    pair, _, pair_result = run(pack, model, plan, seed=3, cfg=3.0, batch=2, size=128)
+    assert {shape[0] for shape in recorder.shapes} == {4}  # cond and uncond in one call
+    assert not torch.equal(pair_result.selected[0], pair_result.selected[1])  # other ids per image
+    for image in range(2):
+        latent = {**empty_latent(1, 128), "batch_index": [image]}
+        alone, _, alone_result = run(pack, tiny_flux, plan, seed=3, cfg=3.0, latent=latent)
+        assert torch.equal(alone_result.selected[0], pair_result.selected[image])
+        torch.testing.assert_close(pair["samples"][image : image + 1], alone["samples"], atol=1e-3, rtol=1e-3)
