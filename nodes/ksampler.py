@@ -2,7 +2,7 @@ from comfy_api.latest import io, ui
 
 from ..comfy_glue import run_ralu_ksampler
 from .plan_type import RaluPlan
-from .shared_inputs import faithful_gray_input, force_mask_input
+from .shared_inputs import ListedCombo, faithful_gray_input, force_mask_input
 
 
 class RALUKSampler(io.ComfyNode):
@@ -12,13 +12,14 @@ class RALUKSampler(io.ComfyNode):
             node_id="RALUKSampler",
             display_name="RALU KSampler",
             category="sampling/RALU",
-            description="Samples a FLUX image in three stages (low-res, edges upsampled early, full-res) "
-            "for a 4-7x speed-up over the plain step count.",
+            description="Samples a FLUX or SD3 image in three stages (low-res, edges upsampled early, "
+            "full-res): 4-7x faster than the plain step count on FLUX.1-dev, 2-3x on SD3 Medium.",
             inputs=[
                 io.Model.Input(
                     "model",
-                    tooltip="A FLUX.1 model (dev, schnell or a fine-tune); LoRAs and model "
-                    "patches apply as with any KSampler. A ControlNet on the prompts guides stages 1 and 3.",
+                    tooltip="A FLUX.1 model (dev, schnell or a fine-tune) or an SD3 / SD3.5 model; "
+                    "LoRAs and model patches apply as with any KSampler. A ControlNet on the prompts "
+                    "guides stages 1 and 3.",
                 ),
                 io.Conditioning.Input("positive", tooltip="What the picture should show."),
                 io.Conditioning.Input("negative", tooltip="What to avoid; only used when cfg is above 1."),
@@ -43,10 +44,11 @@ class RALUKSampler(io.ComfyNode):
                     max=100.0,
                     step=0.1,
                     round=0.01,
-                    tooltip="Classifier-free guidance scale. FLUX.1-dev uses 1.0 with FluxGuidance; "
+                    tooltip="Classifier-free guidance scale. FLUX.1-dev uses 1.0 with FluxGuidance, SD3 "
+                    "4 to 7 with a negative prompt; "
                     "above 1 the negative prompt is evaluated too (twice the cost).",
                 ),
-                io.Combo.Input(
+                ListedCombo(
                     "edge_source",
                     options=["vae", "latent"],
                     default="vae",

@@ -4,6 +4,7 @@ from ..ralu.cost import estimate_speedup
 from ..ralu.plan import FAMILIES, PRESET_BASELINE_STEPS, PRESETS, PlanError, make_plan, validate_ends
 from ..ralu.summary import describe_plan
 from .plan_type import RaluPlan
+from .shared_inputs import ListedCombo
 
 CUSTOM = "custom"
 STAGE_NAMES = ("low resolution", "edges at full resolution", "full resolution")
@@ -22,18 +23,6 @@ def custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shift_mode, h1, h2, h3, z) ->
         shifts=(h1, h2, h3) if manual else None,
         z=z if manual else None,
     )
-
-
-class ListedCombo(io.Combo.Input):
-    """A combo whose /object_info type is its list of options, the form stock nodes' combos have.
-
-    ComfyUI 0.3.75 checks a combo value against its options only in that form ("Value not in list"): for
-    io.Combo's "COMBO" type it checks nothing, and a bad preset name reached execute as a KeyError. The
-    frontend shows both forms as the same dropdown.
-    """
-
-    def get_io_type(self):
-        return list(self.options)
 
 
 class RALUStagePlanner(io.ComfyNode):

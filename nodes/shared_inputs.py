@@ -1,4 +1,4 @@
-"""Inputs that RALU Edge Mask and RALU KSampler share, so both mean the same thing by them."""
+"""Inputs the RALU nodes share, so all mean the same thing by them."""
 
 from comfy_api.latest import io
 
@@ -20,3 +20,15 @@ def force_mask_input() -> io.Mask.Input:
         optional=True,
         tooltip="Regions always upsampled early (e.g. faces), in addition to the cells with the most edges.",
     )
+
+
+class ListedCombo(io.Combo.Input):
+    """A combo whose /object_info type is its list of options, the form stock nodes' combos have.
+
+    ComfyUI 0.3.75 checks a combo value against its options only in that form ("Value not in list"): for
+    io.Combo's "COMBO" type it checks nothing, and a bad preset name reached execute as a KeyError. The
+    frontend shows both forms as the same dropdown.
+    """
+
+    def get_io_type(self):
+        return list(self.options)

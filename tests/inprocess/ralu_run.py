@@ -29,7 +29,8 @@ def empty_latent(batch=1, size=256):
 
 
 class CallRecorder:
-    """A DIFFUSION_MODEL wrapper that records what reaches the FLUX forward, as the host sees it."""
+    """An APPLY_MODEL wrapper that records the latent each model call gets, as the host sees it (SD3's
+    MMDiT runs no DIFFUSION_MODEL wrappers, so this is the level both families share)."""
 
     def __init__(self):
         self.shapes = []
@@ -44,7 +45,7 @@ def recorded(model):
 
     clone = model.clone()
     recorder = CallRecorder()
-    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-recorder", recorder)
+    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test-recorder", recorder)
     return clone, recorder
 
 

@@ -1,32 +1,40 @@
-"""Stage 2's ids reach every image of a batch and both halves of cfg, on the tiny FLUX.
+"""Stage 2's ids reach every image of a batch and both halves of cfg, on the tiny FLUX and SD3.
 
-test_flux_sampling's strip test gives every image the same token order, and test_randomness compares
-a batch with its images made alone at cfg 1 only, so ids that reach the wrong cfg half go unnoticed
-there. Here cfg is 3, with cond and uncond in one model call ([cond 0, cond 1, uncond 0, uncond 1]):
+Here cfg is 3, with cond and uncond in one model call ([cond 0, cond 1, uncond 0, uncond 1]) or, with
+prompts of different lengths, in two:
 - each image of a batch of 2 sends its own permutation of the grid (so its own ids, position by
   position): the strip with ids must give each image its own grid prediction;
 - a whole run: each image of the batch must equal that image made alone (same seed and batch
   index, so the same selection and the same stage-2 ids), where no other image's ids exist.
 
-Mutations tried in a scratch worktree, in the FLUX family's post_input patch; each fails both tests:
-- image 0's ids sent for every image (self.ids[:1].expand(batch, -1, -1));
+Mutations tried, in FLUX's post_input patch and in SD3's position patch; each fails the strip test:
+- image 0's ids (embeddings) sent for every image (self.ids[:1].expand(batch, -1, -1));
 - cond and uncond ids interleaved (repeat_interleave instead of repeat): cond 1 and uncond 0 get
   each other's ids.
 """
 
 import importlib
 
+import pytest
 import torch
 from ralu_run import empty_latent, patched_for_stage2, ralu_modules, recorded, run
-from tiny_models import flux_conditioning
+from tiny_models import flux_conditioning, sd3_conditioning
+
+# Each family's tiny model (a fixture) and its conditioning.
+FAMILY_MODELS = {"flux": ("tiny_flux", flux_conditioning), "sd3": ("tiny_sd3", sd3_conditioning)}
 
 
-def test_each_image_and_each_cfg_half_gets_its_own_stage_2_ids(pack, tiny_flux):
+@pytest.mark.parametrize("batched", [True, False], ids=["cond-uncond-one-call", "cond-uncond-two-calls"])
+@pytest.mark.parametrize("family", sorted(FAMILY_MODELS))
+def test_each_image_and_each_cfg_half_gets_its_own_stage_2_ids(pack, request, family, batched):
+    """The strip with ids equals the grid for every family; with prompts of one length ComfyUI sends
+    cond and uncond in one call, with different lengths in two."""
     import comfy.samplers
 
+    fixture, conditioning = FAMILY_MODELS[family]
     tokens_mod = importlib.import_module(f"{pack.__name__}.ralu.tokens")
-    # The recorder goes on first: RALU's clone must carry the id patch the caller sets.
-    recording, recorder = recorded(tiny_flux)
+    # The recorder goes on first: RALU's clone must carry the position hook the caller sets.
+    recording, recorder = recorded(request.getfixturevalue(fixture))
     patched, positions, predictor = patched_for_stage2(pack, recording)
     seen = {}
 
@@ -47,13 +55,13 @@ def test_each_image_and_each_cfg_half_gets_its_own_stage_2_ids(pack, tiny_flux):
         return x
 
     guider = comfy.samplers.CFGGuider(patched)
-    # Prompts of one length, so that ComfyUI batches cond and uncond into one model call.
-    guider.set_conds(flux_conditioning(0), flux_conditioning(1))
+    guider.set_conds(conditioning(0), conditioning(1, tokens=8 if batched else 5))
     guider.set_cfg(3.0)
     noise = torch.randn(2, 16, 16, 24, generator=torch.Generator().manual_seed(0))
     guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(probe), torch.tensor([1.0, 0.0]))
     assert positions.applied >= 1
-    assert recorder.shapes == [(4, 16, 2, 2 * 8 * 12), (4, 16, 16, 24)]  # cond and uncond together
+    per_call = 4 if batched else 2
+    assert set(recorder.shapes) == {(per_call, 16, 2, 2 * 8 * 12), (per_call, 16, 16, 24)}
     for image in range(2):
         torch.testing.assert_close(seen["strip"][image], seen["grid"][image], atol=1e-4, rtol=1e-4)
 

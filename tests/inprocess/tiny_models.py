@@ -16,14 +16,14 @@ TINY_FLUX = {
 }
 
 
-def build_patcher(model_config, name: str):
+def build_patcher(model_config, name: str, fixed: dict | None = None):
     import comfy.model_management as mm
     import comfy.model_patcher
 
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({})
     shapes = model.diffusion_model.state_dict()
-    model.diffusion_model.load_state_dict(random_weights(shapes, name, torch.float32))
+    model.diffusion_model.load_state_dict(random_weights(shapes, name, torch.float32, fixed))
     return comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device())
 
 
@@ -56,7 +56,42 @@ def build_tiny_flux_controlnet():
     )
 
 
-def build_tiny_sd3():
+def build_tiny_sd15():
+    """A tiny SD1.5-style UNet (4-channel latents): a model RALU does not support."""
+    import comfy.supported_models
+
+    config = dict(
+        image_size=32,
+        in_channels=4,
+        out_channels=4,
+        model_channels=32,
+        num_res_blocks=[1],
+        channel_mult=[1],
+        transformer_depth=[1],
+        transformer_depth_output=[1, 1],
+        transformer_depth_middle=1,
+        context_dim=32,
+        num_head_channels=16,
+        use_linear_in_transformer=False,
+        adm_in_channels=None,
+        use_temporal_attention=False,
+        use_spatial_transformer=True,
+    )
+    return build_patcher(comfy.supported_models.SD15(config), "tiny_sd15")
+
+
+def sd3_position_table(hidden: int, size: int) -> torch.Tensor:
+    """SD3's stored table as real checkpoints have it: 2-D sin-cos at a quarter unit per entry, centred
+    so that a 64 x 64 crop (a 1024 x 1024 image) starts at position 0."""
+    from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+
+    table = get_2d_sincos_pos_embed(hidden, size, scaling_factor=4, offset=(size - 64) / 8)
+    return torch.from_numpy(table).float().unsqueeze(0)
+
+
+def build_tiny_sd3(position_table: bool = True):
+    """pos_embed_max_size 16 (images up to 256 x 256); `position_table` False leaves the stored table
+    out, as an MMDiT without one."""
     import comfy.supported_models
 
     config = dict(
@@ -71,7 +106,18 @@ def build_tiny_sd3():
             "params": {"in_features": 32, "out_features": 128},
         },
     )
-    return build_patcher(comfy.supported_models.SD3(config), "tiny_sd3")
+    if not position_table:
+        config.update(pos_embed_max_size=None, num_patches=None)
+        return build_patcher(comfy.supported_models.SD3(config), "tiny_sd3")
+    fixed = {"pos_embed": sd3_position_table(128, config["pos_embed_max_size"])}
+    return build_patcher(comfy.supported_models.SD3(config), "tiny_sd3", fixed)
+
+
+def sd3_conditioning(seed: int, tokens: int = 8):
+    generator = torch.Generator().manual_seed(seed)
+    context = torch.randn(1, tokens, 32, generator=generator)
+    pooled = torch.randn(1, 32, generator=generator)
+    return [[context, {"pooled_output": pooled}]]
 
 
 def flux_conditioning(seed: int, tokens: int = 8, guidance: float = 3.5):
