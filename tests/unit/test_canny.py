@@ -6,21 +6,24 @@ steps whose magnitude is exactly 100 or 200, long weak spirals and zigzags held 
 pixel), sizes from 1x1 to 256x384, odd and non-square, batches of different pictures, other
 thresholds, and the uint8 truncation.
 
-Mutations of ralu/canny.py tried, each failing at least one test here:
-- L2 magnitude (sqrt(dx^2 + dy^2) against the same thresholds), and L1 on float gray without the
-  uint8 quantisation;
+Mutations of ralu/canny.py tried, each failing at least one test here (tests/unit/test_canny.py,
+test_edges.py and test_edge_map.py run against a mutated copy):
+- L2 magnitude (sqrt(dx^2 + dy^2) against the same thresholds);
 - quantisation by rounding instead of truncation;
-- Sobel with a zero border instead of OpenCV's replicated one; the magnitude outside the picture
-  replicated instead of 0;
-- `>=` instead of `>` at the low threshold, and at the high one;
+- Sobel with a zero border instead of OpenCV's replicated one, with 1-1-1 instead of 1-2-1
+  smoothing, with dy's sign flipped; the magnitude outside the picture replicated instead of 0;
+- `>=` instead of `>` at the low threshold, and at the high one; thresholds rounded instead of
+  floored, and not swapped when low > high;
 - `>=` instead of `>` (and `>` instead of `>=`) in each of the axis bins' neighbour comparisons,
-  and `>=` on either side of the diagonal bin;
+  and `>=` on either side of each diagonal bin;
 - the diagonal bins swapped (same-sign gradients compared along the other diagonal), the axis
-  bins swapped (left/right for a vertical gradient);
-- 4-connected hysteresis (no diagonal neighbour pairs), and no hysteresis (strong pixels only);
-- hysteresis without pointer jumping or without hooking (too many rounds on a long chain).
-Not detectable with 8-bit input, so not tested: TG22 against a float tan(22.5 deg), `<` against
-`<=` at the 22.5 / 67.5 deg bin limits (|dy| / |dx| never falls between them with |dx| <= 1020).
+  bins swapped (left/right for a vertical gradient); TG22 = 13572 or 13574 instead of 13573;
+- 4-connected hysteresis (no diagonal neighbour pairs), no hysteresis (strong pixels only);
+- labelling without pointer jumping (wrong labels) or hooking only the pair's own nodes instead of
+  the nodes their labels name (4880 rounds instead of 16 on a shuffled chain of 16384).
+Not detectable with 8-bit input, so not tested: TG22 as a float tan(22.5 deg) (the same bin for
+every |dx|, |dy| <= 1020), `<=` instead of `<` at the 22.5-degree limit (differs only at dx = dy =
+0, magnitude 0) and `>=` instead of `>` at the 67.5-degree one (|dy| << 15 never equals 79109 |dx|).
 """
 
 from __future__ import annotations
