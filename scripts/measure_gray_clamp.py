@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="half-resolution picture size (stage 1)")
     parser.add_argument("--up-ratio", type=float, default=0.3)
     args = parser.parse_args()
-    print("| gain | channel values outside [-1, 1] | pixels whose gray differs | selected cells that differ |")
+    columns = ("gain", "channel values outside [-1, 1]", "pixels whose gray differs", "cells that differ")
+    print("| " + " | ".join(columns) + " |")
     print("| --- | --- | --- | --- |")
     for gain in (0.8, 1.0, 1.2, 1.5):
         generator = torch.Generator().manual_seed(0)
