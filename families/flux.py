@@ -9,7 +9,18 @@ from .base import ModelFamily, RaluInputError, StagePositions
 
 
 class FluxIds(StagePositions):
-    """A post_input patch: replaces the first L image ids with stage 2's, as FLUX's [index, row, col]."""
+    """A post_input patch: replaces the first L image ids with stage 2's, as FLUX's [index, row, col].
+
+    `rope_options` (ComfyUI's ScaleROPE node) scale and shift the ids FLUX makes for a grid, in stages 1
+    and 3; stage 2's ids get the same affine map, so all three stages share one geometry.
+    """
+
+    def __init__(self, rope_options: dict | None = None) -> None:
+        super().__init__()
+        rope = rope_options or {}
+        self.index = float(rope.get("shift_t", 0.0))
+        self.scale = (float(rope.get("scale_y", 1.0)), float(rope.get("scale_x", 1.0)))
+        self.shift = (float(rope.get("shift_y", 0.0)), float(rope.get("shift_x", 0.0)))
 
     def __call__(self, args: dict) -> dict:
         if self.ids is None:
@@ -23,7 +34,8 @@ class FluxIds(StagePositions):
             )
         # Cond and uncond batches repeat the images in order.
         copies = self.copies_per_image(img_ids.shape[0])
-        ours = torch.nn.functional.pad(self.ids, (1, 0)).to(img_ids).repeat(copies, 1, 1)
+        rows_cols = self.ids * self.ids.new_tensor(self.scale) + self.ids.new_tensor(self.shift)
+        ours = torch.nn.functional.pad(rows_cols, (1, 0), value=self.index).to(img_ids).repeat(copies, 1, 1)
         # Tokens past ours (appended by some other patch) keep their own ids.
         img_ids = torch.cat((ours, img_ids[:, tokens:]), dim=1)
         self.applied += 1
@@ -46,7 +58,7 @@ def install(clone) -> FluxIds:
             "RALU KSampler needs a ComfyUI whose models take post_input patches (0.3.75 or newer): "
             "update ComfyUI."
         )
-    positions = FluxIds()
+    positions = FluxIds(clone.model_options.get("transformer_options", {}).get("rope_options"))
     clone.set_model_post_input_patch(positions)
     return positions
 

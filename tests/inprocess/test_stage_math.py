@@ -10,7 +10,8 @@ prompts of different lengths, in two:
 Mutations tried, in FLUX's post_input patch and in SD3's position patch; each fails the strip test:
 - image 0's ids (embeddings) sent for every image (self.ids[:1].expand(batch, -1, -1));
 - cond and uncond ids interleaved (repeat_interleave instead of repeat): cond 1 and uncond 0 get
-  each other's ids.
+  each other's ids;
+- ScaleROPE's rope_options left off stage 2's FLUX ids (stages 1 and 3 get them from FLUX itself).
 """
 
 import importlib
@@ -20,8 +21,20 @@ import torch
 from ralu_run import empty_latent, patched_for_stage2, ralu_modules, recorded, run
 from tiny_models import flux_conditioning, sd3_conditioning
 
-# Each family's tiny model (a fixture) and its conditioning.
-FAMILY_MODELS = {"flux": ("tiny_flux", flux_conditioning), "sd3": ("tiny_sd3", sd3_conditioning)}
+# Each family's tiny model (a fixture) and its conditioning; "flux-scaled-rope" is FLUX under ComfyUI's
+# ScaleROPE node, whose scaled and shifted grid ids stage 2 must share.
+FAMILY_MODELS = {
+    "flux": ("tiny_flux", flux_conditioning),
+    "flux-scaled-rope": ("tiny_flux_scaled_rope", flux_conditioning),
+    "sd3": ("tiny_sd3", sd3_conditioning),
+}
+
+
+@pytest.fixture
+def tiny_flux_scaled_rope(tiny_flux):
+    from comfy_extras.nodes_rope import ScaleROPE
+
+    return ScaleROPE.execute(tiny_flux, 1.5, 3.0, 0.75, -2.0, 1.0, 1.0).result[0]
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["cond-uncond-one-call", "cond-uncond-two-calls"])
