@@ -36,9 +36,8 @@ CONDITIONING_REFUSALS = {
     "reference_latents": "reference images (FLUX Kontext's ReferenceLatent) sit at full-resolution "
     "positions that the low-resolution stages do not share",
 }
-# Step caches that reuse model outputs between steps assume one token layout per run; RALU changes it
-# twice (found by trying: they crash or skip stage 2's calls). Keyed by their transformer_options entry.
-STEP_CACHES = {"easycache": "EasyCache / LazyCache"}
+# ComfyUI's EasyCache and LazyCache keep their state under this transformer_options key.
+STEP_CACHE_KEY = "easycache"
 
 
 def check_plan_family(plan: Plan, family: ModelFamily) -> None:
@@ -164,12 +163,18 @@ class EdgeSource:
 
 
 def model_caller(
-    model_k, extra_args: dict, positions: StagePositions, hook_skipped: str, low_res_grid: tuple[int, int]
+    model_k,
+    extra_args: dict,
+    positions: StagePositions,
+    hook_skipped: str,
+    low_res_grid: tuple[int, int],
+    cache_skips=lambda: 0,
 ):
     """Adapts ComfyUI's denoiser to `predict_x0(tokens, ids, grid, sigma)` of `ralu.sampler`.
 
     A grid goes to the model as the latent it is; stage 2's mixed set as a strip, with its ids (in
-    units of the low-res grid) handed to the family's hook for the call.
+    units of the low-res grid) handed to the family's hook for the call. A call that a step cache
+    answered (`cache_skips` counts those) never reaches the hook; any other call must.
     """
 
     def predict_x0(tokens: torch.Tensor, ids: torch.Tensor, grid, sigma: float) -> torch.Tensor:
@@ -177,28 +182,67 @@ def model_caller(
         s_in = tokens.new_ones([tokens.shape[0]]) * sigma
         if grid is not None:
             return patchify(model_k(unpatchify(tokens, 2 * grid[0], 2 * grid[1]), s_in, **extra_args))
-        applied_before = positions.applied
+        applied_before, skips_before = positions.applied, cache_skips()
         with positions.stage2(ids, low_res_grid):
             x0 = strip_to_tokens(model_k(tokens_to_strip(tokens), s_in, **extra_args))
-        if positions.applied == applied_before:
+        if positions.applied == applied_before and cache_skips() == skips_before:
             raise RuntimeError(f"RALU: {hook_skipped}")
         return x0
 
     return predict_x0
 
 
+class StepCacheStages:
+    """Lets ComfyUI's EasyCache / LazyCache work across RALU's stages and counts what they skip.
+
+    Those caches compare each step with the previous one of the same token layout and reset only when
+    they notice a shape change, which leaves them half-reset (the next shape change goes unnoticed, and
+    the second step after a reset is skipped on a zero rate). RALU changes the layout at known points,
+    so it resets the cache there through its own reset(), and clears the rate reset() leaves at zero
+    so that the new stage measures its own before skipping anything.
+    """
+
+    def __init__(self, model_options: dict) -> None:
+        self.cache = model_options.get("transformer_options", {}).get(STEP_CACHE_KEY)
+        self.skipped: list[int] = []
+
+    def __call__(self, stage: int) -> None:
+        if self.cache is None:
+            return
+        if stage > 0:
+            self.skipped.append(self.cache.total_steps_skipped)
+        self.cache.reset()
+        self.cache.relative_transformation_rate = None
+
+    def skips(self) -> int:
+        return 0 if self.cache is None else self.cache.total_steps_skipped
+
+    def finish(self) -> list[int] | None:
+        """Steps the cache skipped in each stage, or None without a cache."""
+        if self.cache is None:
+            return None
+        self.skipped.append(self.cache.total_steps_skipped)
+        return self.skipped
+
+
 def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, disable=None, run=None):
     """KSAMPLER entry: `x` is pure noise at sigma 1; `run` carries everything RALU-specific."""
     rows, cols = x.shape[-2] // 4, x.shape[-1] // 4
+    extra_args = extra_args or {}
+    step_cache = StepCacheStages(extra_args.get("model_options", {}))
     result = sample_ralu(
         x,
         run.plan,
-        model_caller(model_k, extra_args or {}, run.positions, run.family.hook_skipped, (rows, cols)),
+        model_caller(
+            model_k, extra_args, run.positions, run.family.hook_skipped, (rows, cols), step_cache.skips
+        ),
         run.edge_source,
         run.generators,
         forced=None if run.mask is None else mask_cells(run.mask, rows, cols, x.shape[0]),
         on_step=run.on_step,
+        on_stage=step_cache,
     )
+    result.steps_skipped = step_cache.finish()
     run.result = result
     return result.latent
 
@@ -210,13 +254,6 @@ def check_inputs(
     family and the latent."""
     family = family_of(model)
     check_plan_family(plan, family)
-    for key, name in STEP_CACHES.items():
-        if key in model.model_options.get("transformer_options", {}):
-            raise RaluInputError(
-                f"RALU KSampler does not combine with {name}: it reuses model outputs between steps of one "
-                "token layout, and RALU changes the layout twice. Remove that node; RALU already skips "
-                "most of the work."
-            )
     if "noise_mask" in latent:
         raise RaluInputError(
             "RALU KSampler does not inpaint: the latent has a noise mask (from "

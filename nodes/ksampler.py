@@ -99,4 +99,7 @@ class RALUKSampler(io.ComfyNode):
             f"tokens per stage: {l1}, {l2}, {l3}; model calls per stage: "
             f"{', '.join(map(str, result.calls_per_stage))}"
         )
+        if result.steps_skipped is not None:
+            skipped = ", ".join(map(str, result.steps_skipped))
+            summary += f"; steps skipped by the step cache per stage: {skipped}"
         return io.NodeOutput(latent, early, ui=ui.PreviewText(summary))

@@ -33,6 +33,9 @@ EdgeScores = Callable[[torch.Tensor, int, int], torch.Tensor]
 # (step index over all stages, a function that builds that step's x0 as a full-res latent) -> None.
 # Building the full-res grid costs a scatter per step, so only a previewer that shows it calls it.
 OnStep = Callable[[int, Callable[[], torch.Tensor]], None]
+# (stage index 0, 1 or 2) -> None, called before each stage's first model call: the token layout
+# changes there, so whatever the host keeps per layout (a step cache) starts afresh.
+OnStage = Callable[[int], None]
 
 
 @dataclass
@@ -42,6 +45,8 @@ class RaluResult:
     low_res_grid: tuple[int, int]
     tokens_per_stage: tuple[int, int, int]
     calls_per_stage: list[int]
+    # Steps a host's step cache answered from its cache instead of the model, per stage (None: no cache).
+    steps_skipped: list[int] | None = None
 
 
 def early_upsample_count(up_ratio: float, low_res_tokens: int) -> int:
@@ -74,6 +79,7 @@ def sample_ralu(
     generators: Sequence[torch.Generator],
     forced: torch.Tensor | None = None,
     on_step: OnStep | None = None,
+    on_stage: OnStage | None = None,
 ) -> RaluResult:
     """Denoises `noise` (B, C, H, W) at sigma 1 into a full-res latent with the plan's three stages.
 
@@ -91,6 +97,9 @@ def sample_ralu(
     calls_per_stage = [0, 0, 0]
 
     def stage_hooks(stage: int, to_full_grid: Callable[[torch.Tensor], torch.Tensor]):
+        if on_stage is not None:
+            on_stage(stage)
+
         def call(tokens, ids, grid, sigma):
             calls_per_stage[stage] += 1
             return predict_x0(tokens, ids, grid, sigma)

@@ -138,12 +138,6 @@ def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux):
     with pytest.raises(glue.RaluInputError, match="scale 1.531 and shift 0.0609 .*taesd3.*taef1 for FLUX"):
         run(pack, tiny_flux, plan, vae=taesd3)
     glue.check_vae(tiny_flux, glue.family_of(tiny_flux), taef1)
-    from comfy_extras.nodes_easycache import EasyCacheNode, LazyCacheNode
-
-    for cache in (EasyCacheNode, LazyCacheNode):
-        cached = cache.execute(tiny_flux, 0.2, 0.15, 0.95, False).result[0]
-        with pytest.raises(glue.RaluInputError, match="does not combine with EasyCache / LazyCache"):
-            run(pack, cached, plan)
     with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*; SD3 and SD3.5 .*This model is SD15"):
         run(pack, build_tiny_sd15(), plan)
 
