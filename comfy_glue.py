@@ -20,7 +20,7 @@ import torch
 
 from .families import ModelFamily, RaluInputError, StagePositions, family_of
 from .ralu.edge_map import FULL_RES_CELL, edge_map_and_scores
-from .ralu.edges import mask_cells, selection_mask
+from .ralu.edges import latent_gradient_scores, mask_cells, selection_mask
 from .ralu.plan import Plan, plan_sigmas
 from .ralu.sampler import RaluResult, sample_ralu
 from .ralu.streams import image_generators
@@ -150,11 +150,13 @@ def vae_decode_keeping_models(vae, latent: torch.Tensor) -> torch.Tensor:
 class EdgeSource:
     model: object
     vae: object | None
-    source: str  # "vae" or "latent"
+    source: str  # "vae", "latent" or "latent gradient"
     faithful_gray: bool
 
     def __call__(self, x0_tokens: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         latent = unpatchify(x0_tokens, 2 * rows, 2 * cols)
+        if self.source == "latent gradient":
+            return latent_gradient_scores(latent)
         if self.source == "vae":
             image = vae_decode_keeping_models(self.vae, self.model.model.process_latent_out(latent))
         else:

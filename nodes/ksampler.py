@@ -50,11 +50,12 @@ class RALUKSampler(io.ComfyNode):
                 ),
                 ListedCombo(
                     "edge_source",
-                    options=["vae", "latent"],
+                    options=["vae", "latent", "latent gradient"],
                     default="vae",
-                    tooltip="vae: decode the stage-1 estimate with the VAE and find edges there (the "
-                    "paper's way); latent: use ComfyUI's preview colours, no decode (faster, "
-                    "rougher).",
+                    tooltip="vae: decode the stage-1 estimate with the VAE and find Canny edges there (the "
+                    "reference's way); latent: Canny on ComfyUI's preview colours of the latent, no decode; "
+                    "latent gradient: a gradient filter on the latent itself, no decode (the paper's "
+                    "cheap variant; for few-step models where a decode costs as much as a step).",
                 ),
                 faithful_gray_input(),
                 io.Vae.Input("vae", optional=True, tooltip="The VAE of the model, for edge_source 'vae'."),

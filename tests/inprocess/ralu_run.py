@@ -62,6 +62,7 @@ def run(
     negative=None,
     latent=None,
     vae=None,
+    edge_source=None,
 ):
     glue, _ = ralu_modules(pack)
     return glue.run_ralu_ksampler(
@@ -74,6 +75,6 @@ def run(
         seed,
         cfg,
         mask,
-        "latent" if vae is None else "vae",
+        edge_source or ("latent" if vae is None else "vae"),
         True,
     )

@@ -262,3 +262,24 @@ def test_a_forward_that_skips_post_input_patches_is_refused(pack, tiny_flux):
         RuntimeError, match="did not apply post_input patches.*TeaCache or another step cache"
     ):
         run(pack, model, plan_mod.PRESETS["flux_7x"])
+
+
+def test_latent_gradient_edges_need_no_vae_and_pick_the_highest_scores(pack, tiny_flux, monkeypatch):
+    import importlib
+
+    glue, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_4x"]
+    seen = []
+
+    def spy(latent):
+        scores = real(latent)
+        seen.append((tuple(latent.shape), scores))
+        return scores
+
+    real = glue.latent_gradient_scores
+    monkeypatch.setattr(importlib.import_module(glue.__name__), "latent_gradient_scores", spy)
+    _, _, result = run(pack, tiny_flux, plan, edge_source="latent gradient")
+    [(shape, scores)] = seen
+    assert shape == (1, 16, 16, 16)
+    k = int(64 * plan.up_ratio)
+    assert set(result.selected[0].tolist()) == set(scores[0].topk(k).indices.tolist())

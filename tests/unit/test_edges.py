@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from ralu.edges import canny_edges, cell_scores, edge_gray, mask_cells, select_tokens, selection_mask
+from ralu.edges import (
+    canny_edges,
+    cell_scores,
+    edge_gray,
+    latent_gradient_scores,
+    mask_cells,
+    select_tokens,
+    selection_mask,
+)
 from ralu.streams import image_generators
 
 CELL = 16
@@ -143,3 +151,17 @@ def test_selection_mask_renders_each_images_cells():
     assert mask.shape == (2, 4, 12) and mask.dtype == torch.float32
     assert mask[0].tolist() == [[1.0] * 4 + [0.0] * 8] * 2 + [[0.0] * 8 + [1.0] * 4] * 2
     assert mask[1].tolist() == [[0.0] * 12] * 2 + [[1.0] * 8 + [0.0] * 4] * 2
+
+
+def test_latent_gradient_scores_mark_the_tokens_beside_a_step_in_any_channel():
+    latent = torch.zeros(2, 16, 8, 12)  # a 4 x 6 grid of low-res tokens
+    latent[0, 5, :, 6:] = 1.0  # a vertical step between token columns 2 and 3 of image 0
+    latent[1, 0, 4:, :] = -2.0  # a horizontal step between token rows 1 and 2 of image 1
+    scores = latent_gradient_scores(latent).reshape(2, 4, 6)
+    assert scores.shape == (2, 4, 6)
+    # Sobel on a unit step: 4 per pixel on both sides of it, each token holds one column of 2 pixels.
+    assert scores[0, :, 2:4].flatten().tolist() == [8.0] * 8
+    assert scores[0, :, [0, 1, 4, 5]].abs().sum() == 0
+    assert scores[1, 1:3].flatten().tolist() == [16.0] * 12
+    assert scores[1, [0, 3]].abs().sum() == 0
+    assert latent_gradient_scores(torch.full((1, 16, 4, 4), 3.0)).abs().sum() == 0
