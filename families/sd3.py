@@ -14,7 +14,7 @@ import comfy.model_base
 import comfy.patcher_extension
 import torch
 
-from ..ralu.positions import embed_tokens, fit_sincos_table
+from ..ralu.positions import default_tolerance, embed_tokens, fit_sincos_table
 from .base import ModelFamily, StagePositions
 
 
@@ -48,10 +48,21 @@ class SD3Positions(StagePositions):
             if not self._fitted:
                 # The stored table is 2-D sin-cos in SD3 and SD3.5: evaluated analytically between its
                 # entries; a fine-tune with another table is interpolated instead.
-                self._fit, self._fitted = fit_sincos_table(table, size), True
+                self._fit, self._fitted = fit_sincos_table(table, size, tol=table_tolerance(table)), True
             rows, cols = self.grid
             self._embedded = (self.ids, embed_tokens(table, size, self.ids, rows, cols, self._fit))
         return self._embedded[1]
+
+
+def table_tolerance(table: torch.Tensor) -> float:
+    """How far a loaded table may miss the analytic one and still count as sin-cos.
+
+    Checkpoints store the table in 16 bits, and ComfyUI casts it on load to the dtype it runs the
+    model in (an fp16 file runs in fp32 on the CPU, a bf16 one in fp16 on many GPUs): the rounding
+    is the storage's, not the current dtype's. bfloat16's is the coarsest of those; a table that is
+    not sin-cos misses by order 1.
+    """
+    return max(default_tolerance(table.dtype), default_tolerance(torch.bfloat16))
 
 
 def is_sd3(model) -> bool:
