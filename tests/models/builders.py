@@ -5,7 +5,7 @@ Each model is built from the host's own classes under `torch.device("meta")` wit
 expects; only then are seeded random weights made (std 1/sqrt(fan_in) for matrices and
 embeddings, 1 for norm gains, 0 for biases) and saved with safetensors. Files are written to a
 temporary name and renamed, so an interrupted build leaves nothing that looks finished, and a
-file whose metadata carries another BUILD_VERSION is rebuilt.
+file whose metadata carries another version than its ModelFile's is rebuilt.
 
 Call `tests.comfy_path.ensure()` before using anything here that touches ComfyUI.
 """
@@ -25,14 +25,17 @@ from pathlib import Path
 
 from tests.comfy_path import STATE_DIR
 
-# Bump when a builder changes what it writes: cached files with another version are rebuilt.
+# Bump to rebuild every cached file; bump one ModelFile's `revision` to rebuild only that file (its
+# version is then "BUILD_VERSION.revision"). A cached file with another version is rebuilt.
 BUILD_VERSION = "1"
 DEFAULT_DIR = STATE_DIR / "test-models"
 FOLDERS = ("diffusion_models", "text_encoders", "vae", "vae_approx")
 
 # Names as ComfyUI's loaders list them.
 FLUX_DEV = "ralu_test_flux_dev.safetensors"  # UNETLoader / diffusion_models
-SD3 = "ralu_test_sd3.safetensors"  # UNETLoader / diffusion_models
+SD3 = "ralu_test_sd3.safetensors"  # UNETLoader / diffusion_models: SD3 Medium's key layout
+SD35_LARGE = "ralu_test_sd35_large.safetensors"  # SD3.5 Large's: qk-norm (ln_q / ln_k)
+SD35_MEDIUM = "ralu_test_sd35_medium.safetensors"  # SD3.5 Medium's MMDiT-X: qk-norm + x_block.attn2
 CLIP_L = "ralu_test_clip_l.safetensors"  # CLIPLoader / text_encoders (type "sd3")
 TAEF1 = "taef1"  # VAELoader, from vae_approx/taef1_{encoder,decoder}.safetensors
 TAESD3 = "taesd3"  # VAELoader, from vae_approx/taesd3_{encoder,decoder}.safetensors
@@ -55,9 +58,43 @@ FLUX_DEV_CONFIG = dict(
     guidance_embed=True,  # guidance_in present: detected as FLUX dev, not schnell
 )
 SD3_DEPTH = 2  # hidden 64 * depth = 128, heads = depth
-SD3_POS_EMBED_MAX_SIZE = 64  # patches per side: up to 1024 px images
+SD3_POS_EMBED_MAX_SIZE = 64  # patches per side of SD3 Medium's layout: up to 1024 px images
 SD3_ADM = 2048
 SD3_CONTEXT = 4096
+
+
+@dataclass(frozen=True)
+class SD3Layout:
+    """One SD3-family key layout, as ComfyUI's loader detects it (comfy/model_detection.py)."""
+
+    filename: str
+    label: str
+    qk_norm: str | None  # "rms": ln_q / ln_k keys in every attention (SD3.5)
+    x_block_self_attn_layers: tuple[int, ...]  # joint blocks with x_block.attn2 (SD3.5 Medium, MMDiT-X)
+    # Table side P. Real checkpoints: 192 (SD3 Medium, SD3.5 Large), 384 (SD3.5 Medium); here P > 64
+    # gives the table a non-zero origin ((P - 64) / 2 entries) as the real ones have.
+    pos_embed_max_size: int
+
+    @property
+    def hidden(self) -> int:
+        return 64 * SD3_DEPTH
+
+
+SD3_LAYOUTS: tuple[SD3Layout, ...] = (
+    SD3Layout(SD3, "SD3 Medium", None, (), SD3_POS_EMBED_MAX_SIZE),
+    SD3Layout(SD35_LARGE, "SD3.5 Large", "rms", (), 80),
+    SD3Layout(SD35_MEDIUM, "SD3.5 Medium", "rms", (0,), 96),
+)
+
+
+def sd3_position_table(hidden: int, size: int):
+    """SD3's stored table as the real checkpoints have it: 2-D sin-cos at a quarter unit per entry,
+    centred so that a 64 x 64 crop (a 1024 x 1024 image) starts at position 0. (1, P*P, hidden) fp32."""
+    import comfy.ldm.modules.diffusionmodules.mmdit as mmdit
+    import torch
+
+    table = mmdit.get_2d_sincos_pos_embed(hidden, size, scaling_factor=4, offset=(size - 64) / 8)
+    return torch.from_numpy(table).float().unsqueeze(0)
 
 
 @dataclass(frozen=True)
@@ -66,10 +103,15 @@ class ModelFile:
     filename: str
     build: Callable[[], dict]
     what: str
+    revision: int = 0  # bump when this builder changes what it writes
 
     @property
     def relpath(self) -> str:
         return f"{self.folder}/{self.filename}"
+
+    @property
+    def version(self) -> str:
+        return f"{BUILD_VERSION}.{self.revision}" if self.revision else BUILD_VERSION
 
 
 def _seed(name: str) -> int:
@@ -115,34 +157,38 @@ def build_flux_dev() -> dict:
     return random_weights(shapes, FLUX_DEV, torch.bfloat16)
 
 
-def build_sd3() -> dict:
-    import comfy.ldm.modules.diffusionmodules.mmdit as mmdit
-    import comfy.ops
-    import torch
+def _sd3_builder(layout: SD3Layout) -> Callable[[], dict]:
+    def build() -> dict:
+        import comfy.ldm.modules.diffusionmodules.mmdit as mmdit
+        import comfy.ops
+        import torch
 
-    hidden = 64 * SD3_DEPTH
-    shapes = _meta_state_dict(
-        lambda: mmdit.OpenAISignatureMMDITWrapper(
-            in_channels=16,
-            out_channels=16,
-            patch_size=2,
-            depth=SD3_DEPTH,
-            adm_in_channels=SD3_ADM,
-            context_embedder_config={
-                "target": "torch.nn.Linear",
-                "params": {"in_features": SD3_CONTEXT, "out_features": hidden},
-            },
-            num_patches=SD3_POS_EMBED_MAX_SIZE**2,
-            pos_embed_max_size=SD3_POS_EMBED_MAX_SIZE,
-            dtype=torch.float16,
-            device="meta",
-            operations=comfy.ops.disable_weight_init,
+        size = layout.pos_embed_max_size
+        shapes = _meta_state_dict(
+            lambda: mmdit.OpenAISignatureMMDITWrapper(
+                in_channels=16,
+                out_channels=16,
+                patch_size=2,
+                depth=SD3_DEPTH,
+                adm_in_channels=SD3_ADM,
+                context_embedder_config={
+                    "target": "torch.nn.Linear",
+                    "params": {"in_features": SD3_CONTEXT, "out_features": layout.hidden},
+                },
+                num_patches=size**2,
+                pos_embed_max_size=size,
+                qk_norm=layout.qk_norm,
+                x_block_self_attn_layers=list(layout.x_block_self_attn_layers),
+                dtype=torch.float16,
+                device="meta",
+                operations=comfy.ops.disable_weight_init,
+            )
         )
-    )
-    # SD3 ships a fixed 2D sin-cos position table, not a learned one: write the real thing.
-    pos = mmdit.get_2d_sincos_pos_embed(hidden, SD3_POS_EMBED_MAX_SIZE)
-    fixed = {"pos_embed": torch.from_numpy(pos).float().unsqueeze(0)}
-    return random_weights(shapes, SD3, torch.float16, fixed)
+        # SD3 ships a fixed 2D sin-cos position table, not a learned one: write the real thing.
+        fixed = {"pos_embed": sd3_position_table(layout.hidden, size)}
+        return random_weights(shapes, layout.filename, torch.float16, fixed)
+
+    return build
 
 
 def build_clip_l() -> dict:
@@ -179,14 +225,24 @@ MODELS: tuple[ModelFile, ...] = (
         for tae in (TAEF1, TAESD3)
         for part in ("encoder", "decoder")
     ),
-    ModelFile("diffusion_models", SD3, build_sd3, "tiny SD3 (depth 2, hidden 128), fp16"),
+    *(
+        ModelFile(
+            "diffusion_models",
+            layout.filename,
+            _sd3_builder(layout),
+            f"tiny {layout.label} layout (depth 2, hidden 128, {layout.pos_embed_max_size}^2 table), fp16",
+            revision=1,  # 1: the real table layout (quarter-unit positions, origin (P - 64) / 2)
+        )
+        for layout in SD3_LAYOUTS
+    ),
     ModelFile("text_encoders", CLIP_L, build_clip_l, "random CLIP-L (ComfyUI's config), fp16"),
     ModelFile("diffusion_models", FLUX_DEV, build_flux_dev, "smallest detectable FLUX dev, bf16"),
 )
 
 
-def is_current(path: Path) -> bool:
-    """The file exists, is a readable safetensors file and was written by this BUILD_VERSION."""
+def is_current(path: Path, version: str = BUILD_VERSION) -> bool:
+    """The file exists, is a readable safetensors file and was written by builders of `version`
+    (a ModelFile's `.version`)."""
     from safetensors import safe_open
 
     if not path.is_file():
@@ -196,15 +252,15 @@ def is_current(path: Path) -> bool:
             meta = f.metadata() or {}
     except Exception:
         return False
-    return meta.get("ralu_test_model_version") == BUILD_VERSION
+    return meta.get("ralu_test_model_version") == version
 
 
-def _save_atomic(tensors: dict, path: Path, name: str) -> None:
+def _save_atomic(tensors: dict, path: Path, name: str, version: str) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        metadata = {"ralu_test_model": name, "ralu_test_model_version": BUILD_VERSION}
+        metadata = {"ralu_test_model": name, "ralu_test_model_version": version}
         save_file(tensors, str(tmp), metadata=metadata)
         os.chmod(tmp, 0o644)  # safetensors writes 0600
         os.replace(tmp, path)
@@ -248,9 +304,9 @@ def build_all(models_dir: Path | str = DEFAULT_DIR, force: bool = False, log=Non
         for model in MODELS:
             path = models_dir / model.relpath
             start = time.perf_counter()
-            built = force or not is_current(path)
+            built = force or not is_current(path, model.version)
             if built:
-                _save_atomic(model.build(), path, model.filename)
+                _save_atomic(model.build(), path, model.filename, model.version)
             result = BuildResult(model, path, built, time.perf_counter() - start)
             results.append(result)
             if log:
@@ -261,7 +317,7 @@ def build_all(models_dir: Path | str = DEFAULT_DIR, force: bool = False, log=Non
 
 def all_current(models_dir: Path | str = DEFAULT_DIR) -> bool:
     models_dir = Path(models_dir)
-    return all(is_current(models_dir / m.relpath) for m in MODELS)
+    return all(is_current(models_dir / m.relpath, m.version) for m in MODELS)
 
 
 def extra_model_paths_yaml(models_dir: Path | str) -> str:

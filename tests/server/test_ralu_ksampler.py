@@ -6,53 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.prompts import PLAN_NODE, SAMPLER_NODE, ralu_prompt
+from tests.prompts import (
+    PLAN_NODE,
+    SAMPLER_NODE,
+    check_plain_after_ralu_matches_a_fresh_server,
+    executed,
+    ralu_prompt,
+    saved_latent,
+    stage_report,
+)
 
 SIZE = 256
 SMALL = 128  # a 4x4 low-res grid: enough for the tests that only compare runs, at a quarter of the cost
-
-
-def plain_prompt(models, seed, prefix):
-    """A stock KSampler on the same UNETLoader node (id 1), so the server reuses its cached model."""
-    prompt = ralu_prompt(models, size=SMALL)
-    for node in (PLAN_NODE, SAMPLER_NODE, "10", "11", "12", "13"):
-        del prompt[node]
-    prompt["7"] = {
-        "class_type": "KSampler",
-        "inputs": {
-            "model": ["1", 0],
-            "positive": ["2", 0],
-            "negative": ["3", 0],
-            "latent_image": ["4", 0],
-            "seed": seed,
-            "steps": 2,
-            "cfg": 1.0,
-            "sampler_name": "euler",
-            "scheduler": "simple",
-            "denoise": 1.0,
-        },
-    }
-    prompt["9"]["inputs"] = {"samples": ["7", 0], "filename_prefix": prefix}
-    return prompt
-
-
-def saved_latent(comfy_host, prefix) -> torch.Tensor:
-    import safetensors.torch
-
-    [path] = sorted(comfy_host.output_dir.glob(f"{prefix}_*.latent"))
-    return safetensors.torch.load_file(str(path))["latent_tensor"]
-
-
-def executed(entry, node_id) -> bool:
-    for kind, data in entry["status"]["messages"]:
-        if kind == "execution_cached" and node_id in data["nodes"]:
-            return False
-    return True
-
-
-def stage_report(entry) -> str:
-    [text] = entry["outputs"][SAMPLER_NODE]["text"]
-    return text
 
 
 def test_flux_4x_writes_an_image_with_the_plans_token_counts(comfy_host, test_models):
@@ -89,19 +54,9 @@ def test_a_batch_of_two_with_cfg_and_a_negative_prompt(comfy_host, test_models):
     assert "model calls per stage: 2, 3, 5" in stage_report(entry)
 
 
-def test_a_plain_ksampler_after_ralu_matches_a_fresh_server(comfy_host, test_models, tmp_path_factory):
-    from tests.host import start_host
-
+def test_a_plain_ksampler_after_ralu_matches_a_fresh_server(comfy_host, fresh_host, test_models):
     comfy_host.run(ralu_prompt(test_models, seed=31, size=SMALL, prefix="before_plain"))
-    after = comfy_host.run(plain_prompt(test_models, seed=77, prefix="plain_after_ralu"))
-    assert not executed(after, "1"), "the plain run must reuse the model object RALU sampled with"
-    fresh = start_host(tmp_path_factory.mktemp("fresh-base"), test_models.dir)
-    try:
-        fresh.run(plain_prompt(test_models, seed=77, prefix="plain_fresh"))
-        reference = saved_latent(fresh, "plain_fresh")
-    finally:
-        fresh.stop()
-    assert torch.equal(saved_latent(comfy_host, "plain_after_ralu"), reference)
+    check_plain_after_ralu_matches_a_fresh_server(comfy_host, fresh_host, test_models, "flux", size=SMALL)
 
 
 def test_interrupt_stops_within_a_step_and_the_server_stays_healthy(comfy_host, test_models):
