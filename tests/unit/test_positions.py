@@ -29,7 +29,7 @@ from ralu.tokens import early_upsample, grid_ids
 # (P, D, scaling_factor, offset): position = index / scaling_factor - offset
 SD3_MEDIUM = (192, 64, 4.0, 16.0)  # origin 64, SD3 Medium / SD3.5 Large table size
 SD35_MEDIUM = (384, 32, 4.0, 40.0)  # origin 160
-UNIT = (32, 64, None, None)  # scale 1, origin 0: what tests/models/builders.py writes
+UNIT = (32, 64, None, None)  # scale 1, origin 0: ComfyUI's get_2d_sincos_pos_embed with no scaling or offset
 
 
 @pytest.fixture(scope="module")
