@@ -1,7 +1,7 @@
 from comfy_api.latest import io, ui
 
-from ..ralu.cost import estimate_speedup
-from ..ralu.plan import FAMILIES, PRESET_BASELINE_STEPS, PRESETS, PlanError, make_plan, validate_ends
+from ..ralu.cost import COST_MODELS, estimate_speedup
+from ..ralu.plan import PRESET_MODEL, PRESETS, PlanError, make_plan, validate_ends
 from ..ralu.summary import describe_plan
 from .plan_type import RaluPlan
 from .shared_inputs import ListedCombo
@@ -43,8 +43,11 @@ class RALUStagePlanner(io.ComfyNode):
                     options=[*PRESETS, CUSTOM],
                     default="flux_4x",
                     tooltip="flux_4x / flux_7x: the reference code's FLUX.1-dev plans; flux_5x: the "
-                    "paper's; sd3_2x / sd3_3x: the paper's SD3 Medium plans; custom: your own "
-                    "steps and stage ends below.",
+                    "paper's; sd3_2x / sd3_3x: the paper's SD3 Medium plans; sd35_turbo: SD3.5 Large "
+                    "Turbo in its own 4 steps, N = 1, 1, 2 as the paper ran distilled models, with our "
+                    "stage ends 0.2, 0.4 (the best NT-DM fit with Z like the published presets'), "
+                    "shifts 5.060, 2.365, 2.861 and Z 5.436 solved by NT-DM with base shift 3; custom: "
+                    "your own steps and stage ends below.",
                 ),
                 *(
                     io.Int.Input(
@@ -110,12 +113,16 @@ class RALUStagePlanner(io.ComfyNode):
                 ),
                 ListedCombo(
                     "estimate_for",
-                    options=list(FAMILIES),
+                    options=list(COST_MODELS),
                     default="flux",
-                    tooltip="Model family a custom plan is for (presets carry their own: flux_* or sd3_*). "
-                    "RALU KSampler refuses a plan made for another family than the connected model's. "
-                    "Also the model of the speed-up estimate (FLUX.1-dev vs 50 steps, SD3 Medium vs 28 "
-                    "steps).",
+                    tooltip="The model a custom plan is for (presets carry their own). Its family (flux, "
+                    "or sd3 for every SD3 and SD3.5) goes with the plan: RALU KSampler refuses a plan made "
+                    "for another family than the connected model's. The speed-up is estimated on its "
+                    "dimensions against its own steps: "
+                    + "; ".join(
+                        f"{key}: {m.label}, {m.baseline_steps} steps" for key, m in COST_MODELS.items()
+                    )
+                    + ".",
                 ),
                 io.Int.Input(
                     "width", default=1024, min=256, max=8192, step=32, tooltip="Image width for the estimate."
@@ -164,11 +171,11 @@ class RALUStagePlanner(io.ComfyNode):
         cls, preset, n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z, estimate_for, width, height
     ) -> io.NodeOutput:
         if preset == CUSTOM:
+            model = estimate_for
             args = custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z)
-            plan = make_plan(**args, family=estimate_for)
+            plan = make_plan(**args, family=COST_MODELS[model].family)
         else:
-            plan = PRESETS[preset]
-        baseline = PRESET_BASELINE_STEPS[plan.family]
-        estimate = estimate_speedup(plan, plan.family, height, width, baseline)
-        summary = describe_plan(plan, estimate, width, height, baseline)
+            plan, model = PRESETS[preset], PRESET_MODEL[preset]
+        estimate = estimate_speedup(plan, model, height, width)
+        summary = describe_plan(plan, estimate, width, height, COST_MODELS[model].label)
         return io.NodeOutput(plan, ui=ui.PreviewText(summary))

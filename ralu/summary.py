@@ -6,7 +6,8 @@ from .cost import SpeedupEstimate
 from .plan import Plan
 
 
-def describe_plan(plan: Plan, estimate: SpeedupEstimate, width: int, height: int, baseline_steps: int) -> str:
+def describe_plan(plan: Plan, estimate: SpeedupEstimate, width: int, height: int, model: str) -> str:
+    """`model`: the name of the model the estimate is for (CostModel.label, e.g. "SD3.5 Large Turbo")."""
     starts = plan.starts
     family = plan.family.upper()
     lines = [
@@ -24,7 +25,7 @@ def describe_plan(plan: Plan, estimate: SpeedupEstimate, width: int, height: int
         )
     lines.append(f"Z = {plan.z:.3f}")
     lines.append(
-        f"estimated speed-up vs {baseline_steps} steps of {family} at {width}x{height}: "
+        f"estimated speed-up vs {estimate.baseline_steps} steps of {model} at {width}x{height}: "
         f"{estimate.speedup:.2f}x ({estimate.linear_only_speedup:.2f}x counting linear layers only)"
     )
     return "\n".join(lines)

@@ -114,7 +114,7 @@ def test_planner_shows_its_summary(comfy_host, square_image):
     assert entry["outputs"]["2"]["images"], "the Edge Mask shows its mask on the node"
     assert "RALU plan 'custom' for FLUX models: 14 steps" in summary
     assert "stage 2 (mixed): 4 steps" in summary
-    assert "estimated speed-up vs 50 steps of FLUX at 1024x1024" in summary
+    assert "estimated speed-up vs 50 steps of FLUX.1-dev at 1024x1024" in summary
 
 
 def test_an_invalid_custom_plan_is_rejected_before_anything_runs(comfy_host, square_image):
@@ -139,12 +139,13 @@ def planner_errors(comfy_host, **inputs) -> list[dict]:
             {"preset": "flux_9x"},
             "preset",
             "Value not in list: preset: 'flux_9x' not in ['flux_4x', 'flux_5x', 'flux_7x', 'sd3_2x', "
-            "'sd3_3x', 'custom']",
+            "'sd3_3x', 'sd35_turbo', 'custom']",
         ),
         (
             {"estimate_for": "sdxl"},
             "estimate_for",
-            "Value not in list: estimate_for: 'sdxl' not in ['flux', 'sd3']",
+            "Value not in list: estimate_for: 'sdxl' not in ['flux', 'sd3', 'sd3.5_large', "
+            "'sd3.5_large_turbo', 'sd3.5_medium']",
         ),
         ({"width": 0}, "width", "Value 0 smaller than min of 256: width"),
         ({"preset": "custom", "n1": 500}, "n1", "Value 500 bigger than max of 200: n1"),
@@ -197,7 +198,29 @@ def test_a_good_custom_plan_is_accepted_and_carries_its_family(comfy_host):
     entry = comfy_host.run({"1": planner("custom", **custom, z=6.0, estimate_for="sd3")})
     [summary] = entry["outputs"]["1"]["text"]
     assert "RALU plan 'custom' for SD3 models: 12 steps" in summary
-    assert "estimated speed-up vs 28 steps of SD3 at 1024x1024" in summary
+    assert "estimated speed-up vs 28 steps of SD3 Medium at 1024x1024" in summary
+
+
+@pytest.mark.parametrize(
+    ("inputs", "first_line", "estimate"),
+    [
+        (
+            {"preset": "sd35_turbo"},
+            "RALU plan 'sd35_turbo' for SD3 models: 4 steps",
+            "estimated speed-up vs 4 steps of SD3.5 Large Turbo at 1024x1024",
+        ),
+        (
+            {"preset": "custom", "n1": 1, "estimate_for": "sd3.5_medium"},
+            "RALU plan 'custom' for SD3 models: 14 steps",
+            "estimated speed-up vs 40 steps of SD3.5 Medium at 1024x1024",
+        ),
+    ],
+)
+def test_the_estimate_is_for_the_model_the_plan_names(comfy_host, inputs, first_line, estimate):
+    entry = comfy_host.run({"1": planner(**inputs, shifts="manual")})
+    [summary] = entry["outputs"]["1"]["text"]
+    assert summary.startswith(first_line)
+    assert estimate in summary
 
 
 def test_linked_stage_ends_are_checked_when_the_planner_runs(comfy_host):

@@ -2,8 +2,15 @@ import dataclasses
 
 import pytest
 
-from ralu.cost import FAMILY_COST, VAE_DECODE_FLOPS_PER_PIXEL, estimate_speedup, stage_token_counts
-from ralu.plan import PRESETS
+from ralu.cost import (
+    COST_MODELS,
+    FAMILY_COST,
+    VAE_DECODE_FLOPS_PER_PIXEL,
+    estimate_speedup,
+    estimate_speedup_for,
+    stage_token_counts,
+)
+from ralu.plan import FAMILIES, PRESET_MODEL, PRESETS
 
 FLUX_4X = PRESETS["flux_4x"]
 
@@ -61,6 +68,73 @@ def test_text_tokens_make_the_real_speedup_smaller_than_linear_only():
     assert 1.0 < estimate.speedup < estimate.linear_only_speedup
 
 
-def test_unknown_family():
-    with pytest.raises(ValueError, match="family"):
+def test_unknown_model():
+    with pytest.raises(ValueError, match=r"model \('sdxl'\) must be one of flux, sd3, sd3.5_large"):
         estimate_speedup(FLUX_4X, "sdxl", 1024, 1024)
+
+
+def test_the_models_an_estimate_can_be_for():
+    names = {key: (m.label, m.family, m.baseline_steps) for key, m in COST_MODELS.items()}
+    assert names == {
+        "flux": ("FLUX.1-dev", "flux", 50),
+        "sd3": ("SD3 Medium", "sd3", 28),
+        "sd3.5_large": ("SD3.5 Large", "sd3", 28),
+        "sd3.5_large_turbo": ("SD3.5 Large Turbo", "sd3", 4),
+        "sd3.5_medium": ("SD3.5 Medium", "sd3", 40),
+    }
+    # The families' own models keep their keys (the Planner's estimate_for values saved in workflows).
+    assert all(COST_MODELS[family].family == family for family in FAMILIES)
+    assert {family: COST_MODELS[family].step for family in FAMILIES} == FAMILY_COST
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "hidden", "blocks", "image_only_blocks"),
+    [
+        ("sd3", 2.0e9, 1536, 24, 0),
+        ("sd3.5_large", 8.06e9, 2432, 38, 0),
+        ("sd3.5_large_turbo", 8.06e9, 2432, 38, 0),
+        ("sd3.5_medium", 2.24e9, 1536, 24, 13),  # MMDiT-X: a second self-attention in blocks 0-12
+    ],
+)
+def test_each_sd3_variant_has_its_own_dimensions(model, params, hidden, blocks, image_only_blocks):
+    cost = COST_MODELS[model].step
+    assert cost.linear_flops_per_token == pytest.approx(2 * params)
+    assert cost.attention_flops_per_token_pair == 4 * hidden * blocks
+    assert cost.image_attention_flops_per_token_pair == 4 * hidden * image_only_blocks
+    assert cost.text_tokens == 77 + 256
+
+
+def test_image_only_attention_grows_with_the_image_tokens_alone():
+    medium = COST_MODELS["sd3.5_medium"].step
+    joint = dataclasses.replace(medium, image_attention_flops_per_token_pair=0.0)
+    for tokens in (256, 1024, 4096):
+        extra = medium.step_flops(tokens) - joint.step_flops(tokens)
+        assert extra == pytest.approx(4 * 1536 * 13 * tokens**2)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_preset_is_estimated_on_its_own_model_and_steps(name):
+    model = COST_MODELS[PRESET_MODEL[name]]
+    assert model.family == PRESETS[name].family
+    estimate = estimate_speedup(PRESETS[name], PRESET_MODEL[name], 1024, 1024)
+    assert estimate.baseline_steps == model.baseline_steps
+    assert estimate == estimate_speedup_for(model.step, PRESETS[name], 1024, 1024, model.baseline_steps)
+
+
+def test_sd35_turbo_against_the_turbos_own_four_steps():
+    estimate = estimate_speedup(PRESETS["sd35_turbo"], "sd3.5_large_turbo", 1024, 1024)
+    # 4 full-res steps against 1 quarter-res, 1 mixed (30% upsampled) and 2 full-res steps.
+    assert estimate.linear_only_speedup == pytest.approx(4 / (0.25 + (0.25 * 0.7 + 0.3) + 2), rel=1e-12)
+    assert 1.3 < estimate.speedup < estimate.linear_only_speedup
+    # The same plan against SD3.5 Large's 28 steps would claim about 10x: the baseline matters.
+    assert estimate_speedup(PRESETS["sd35_turbo"], "sd3.5_large", 1024, 1024).speedup > 9
+
+
+def test_the_larger_model_spends_less_of_its_step_on_text_and_decode():
+    """Same plan, same tokens: SD3.5 Large's wider, deeper network makes the fixed costs (text tokens,
+    the edge decode) weigh less than in SD3 Medium, so its estimate is closer to the token ratio."""
+    plan = PRESETS["sd3_3x"]
+    medium = estimate_speedup(plan, "sd3", 1024, 1024)
+    large = estimate_speedup(plan, "sd3.5_large", 1024, 1024)
+    assert medium.linear_only_speedup == large.linear_only_speedup
+    assert medium.speedup < large.speedup < large.linear_only_speedup

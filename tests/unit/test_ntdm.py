@@ -125,3 +125,28 @@ def test_truncated_pdf_includes_both_ends_and_nothing_outside():
 
 def test_grid_is_a_thousand_points_of_the_closed_unit_interval():
     assert len(GRID) == 1000 and GRID[0] == 0.0 and GRID[-1] == 1.0
+
+
+def test_the_sd35_turbo_preset_is_the_solver_result_for_its_steps_and_ends():
+    """The one preset that is ours: the solver's result for N = 1, 1, 2 and e = 0.2, 0.4, to 3 decimals."""
+    turbo = PRESETS["sd35_turbo"]
+    shifts, z = solve_ntdm(turbo.steps, turbo.ends, 3.0)
+    assert turbo.shifts == pytest.approx(shifts, abs=5e-4)
+    assert turbo.z == pytest.approx(z, abs=5e-4)
+    assert preset_mismatch("sd35_turbo", turbo.shifts, turbo.z) == pytest.approx(
+        preset_mismatch("sd35_turbo", shifts, z), abs=1e-7
+    )
+
+
+@pytest.mark.parametrize("moved", [(-0.05, 0.0), (0.05, 0.0), (0.0, -0.05), (0.0, 0.05)])
+def test_the_sd35_turbo_ends_fit_better_than_their_neighbours_with_a_z_like_the_published_ones(moved):
+    """Why e = 0.2, 0.4: moving either end by 0.05 fits NT-DM worse, or needs a Z outside the published
+    presets' range (where a stage restarts from nearly pure noise, or barely re-noises)."""
+    turbo = PRESETS["sd35_turbo"]
+    published = [p.z for name, p in PRESETS.items() if name != "sd35_turbo"]
+    ends = (turbo.ends[0] + moved[0], turbo.ends[1] + moved[1], 1.0)
+    shifts, z = solve_ntdm(turbo.steps, ends)
+    worse_fit = mismatch(turbo.steps, ends, shifts, z, 3.0) > preset_mismatch(
+        "sd35_turbo", turbo.shifts, turbo.z
+    )
+    assert worse_fit or not min(published) <= z <= max(published)

@@ -6,8 +6,8 @@ import pytest
 
 from ralu.plan import (
     FAMILIES,
-    PRESET_BASELINE_STEPS,
     PRESET_FAMILY,
+    PRESET_MODEL,
     PRESETS,
     Plan,
     PlanError,
@@ -29,6 +29,7 @@ def test_presets_carry_the_published_stage_layout():
         "flux_7x": ((2, 3, 5), (0.2, 0.3, 1.0), 0.1),
         "sd3_2x": ((5, 6, 9), (0.2, 0.3, 1.0), 0.3),
         "sd3_3x": ((3, 3, 6), (0.25, 0.3, 1.0), 0.2),
+        "sd35_turbo": ((1, 1, 2), (0.2, 0.4, 1.0), 0.3),
     }
     assert FLUX_4X.shifts == (5.019, 2.589, 2.226) and FLUX_4X.z == 6.317
     assert PRESET_FAMILY == {
@@ -37,9 +38,30 @@ def test_presets_carry_the_published_stage_layout():
         "flux_7x": "flux",
         "sd3_2x": "sd3",
         "sd3_3x": "sd3",
+        "sd35_turbo": "sd3",
     }
-    assert PRESET_BASELINE_STEPS == {"flux": 50, "sd3": 28}
     assert all(name == plan.name for name, plan in PRESETS.items())
+
+
+def test_each_preset_names_the_model_it_is_for():
+    assert set(PRESET_MODEL) == set(PRESETS)
+    # The published presets are for FLUX.1-dev and SD3 Medium, the models named by their families.
+    assert {n: m for n, m in PRESET_MODEL.items() if n != "sd35_turbo"} == {
+        n: f for n, f in PRESET_FAMILY.items() if n != "sd35_turbo"
+    }
+    assert PRESET_MODEL["sd35_turbo"] == "sd3.5_large_turbo"
+
+
+def test_the_sd35_turbo_preset_is_a_four_step_sd3_plan():
+    turbo = PRESETS["sd35_turbo"]
+    assert turbo.family == "sd3"
+    assert turbo.steps == (1, 1, 2) and turbo.total_steps == 4  # the turbo's own step count
+    assert turbo.shifts == (5.060, 2.365, 2.861) and turbo.z == 5.436
+    # Each stage starts before the previous one ended, and keeps most of the picture: Z as small as
+    # the published presets' keeps the re-noise from sending a stage back to almost pure noise.
+    assert 0.0 < turbo.starts[1] < turbo.ends[0] and 0.0 < turbo.starts[2] < turbo.ends[1]
+    published = [p.z for name, p in PRESETS.items() if name != "sd35_turbo"]
+    assert min(published) <= turbo.z <= max(published)
 
 
 def test_plans_carry_their_model_family():
