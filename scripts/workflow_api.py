@@ -46,8 +46,10 @@ CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 UPLOAD_VALUES = frozenset({"image", "video", "audio", "file"})
 LEGACY_SEED_NAMES = frozenset({"seed", "noise_seed"})
 
-# Title of the muted comparison group in the shipped workflows (workflows/ralu_flux_*.json).
-BASELINE_GROUP = "Comparison: plain FLUX.1-dev, 50 steps"
+# Start of the title of the muted comparison group in every shipped workflow ("Comparison: plain
+# FLUX.1-dev, 50 steps, ..." in workflows/ralu_flux_*.json, "Comparison: plain SD3 Medium, 28 steps, ..."
+# in workflows/ralu_sd3_*.json).
+BASELINE_GROUP = "Comparison: plain "
 RALU_GROUP = "3. RALU"
 
 # What a FLUX.1-dev user has, as named in the shipped workflows.
@@ -56,12 +58,22 @@ STOCK_MODELS = {
     "clip_names": ("t5xxl_fp16.safetensors", "clip_l.safetensors"),
     "vae_name": "ae.safetensors",
 }
-# The random-weight stand-ins that `python -m tests.models` builds (tests/models/builders.py).
+# What an SD3 Medium user has: the checkpoint with CLIP-L, CLIP-G, T5-XXL and the VAE in one file, as
+# ComfyUI's own SD3 example loads it (CheckpointLoaderSimple).
+STOCK_SD3_CHECKPOINT = "sd3_medium_incl_clips_t5xxlfp16.safetensors"
+# The random-weight stand-ins that `python -m tests.models` builds (tests/models/builders.py), per model
+# family. The CLIP-L text path (CLIPLoader type "sd3") conditions both families.
 TEST_MODELS = {
     "unet_name": "ralu_test_flux_dev.safetensors",
     "clip": {"clip_name": "ralu_test_clip_l.safetensors", "type": "sd3"},
     "vae_name": "taef1",
 }
+TEST_MODELS_BY_FAMILY = {
+    "flux": TEST_MODELS,
+    "sd3": {**TEST_MODELS, "unet_name": "ralu_test_sd3.safetensors", "vae_name": "taesd3"},
+}
+# The separate loaders a checkpoint loader's outputs (MODEL, CLIP, VAE) become with the test models.
+SPLIT_LOADERS = {"CheckpointLoaderSimple": ("UNETLoader", "CLIPLoader", "VAELoader")}
 LATENT_NODE_TYPES = frozenset({"EmptySD3LatentImage", "EmptyLatentImage", "EmptyHunyuanLatentVideo"})
 
 
@@ -291,9 +303,37 @@ def prune_to(prompt: Mapping, keep: Iterable[str]) -> dict:
     return {k: copy.deepcopy(v) for k, v in prompt.items() if k in needed}
 
 
-def replacements_for_test_models(width: int = 256, height: int = 256, **extra) -> dict:
-    """Replacements that swap the stock FLUX.1-dev files for the test models, at width x height."""
-    return {**copy.deepcopy(TEST_MODELS), "width": width, "height": height, **extra}
+def replacements_for_test_models(width: int = 256, height: int = 256, family: str = "flux", **extra) -> dict:
+    """Replacements that swap the stock files of a model family ("flux": FLUX.1-dev, "sd3": SD3 Medium)
+    for that family's test models, at width x height."""
+    if family not in TEST_MODELS_BY_FAMILY:
+        raise WorkflowError(f"family ({family!r}) must be one of {', '.join(TEST_MODELS_BY_FAMILY)}")
+    return {**copy.deepcopy(TEST_MODELS_BY_FAMILY[family]), "width": width, "height": height, **extra}
+
+
+def split_checkpoint_loaders(prompt: Mapping) -> dict:
+    """A copy of an API prompt where each checkpoint loader (MODEL, CLIP, VAE from one file) is three
+    separate loaders: a UNETLoader under the same node id, then a CLIPLoader and a VAELoader under new
+    ids; the inputs that took its CLIP or VAE output take the new loader's. Their file names are left
+    for substitute() to fill in."""
+    prompt = copy.deepcopy(dict(prompt))
+    next_id = max((int(k) for k in prompt if str(k).isdigit()), default=0) + 1
+    moved: dict[tuple[str, int], list] = {}
+    for node_id in list(prompt):
+        loaders = SPLIT_LOADERS.get(prompt[node_id]["class_type"])
+        if loaders is None:
+            continue
+        unet, clip, vae = loaders
+        prompt[node_id] = {**prompt[node_id], "class_type": unet, "inputs": {"weight_dtype": "default"}}
+        for slot, class_type in ((1, clip), (2, vae)):
+            prompt[str(next_id)] = {"class_type": class_type, "inputs": {}}
+            moved[(node_id, slot)] = [str(next_id), 0]
+            next_id += 1
+    for node in prompt.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and (str(value[0]), value[1]) in moved:
+                node["inputs"][name] = list(moved[(str(value[0]), value[1])])
+    return prompt
 
 
 def substitute(prompt: Mapping, replacements: Mapping) -> dict:
@@ -303,6 +343,7 @@ def substitute(prompt: Mapping, replacements: Mapping) -> dict:
     - clip: {"clip_name": ..., "type": ...}: every DualCLIPLoader / CLIPLoader becomes a CLIPLoader with
       these inputs, under the same node id (its output 0 is CLIP either way);
     - vae_name: every VAELoader's file;
+    with all three, every checkpoint loader first becomes those three loaders (split_checkpoint_loaders);
     - width, height: every empty-latent node's size;
     - seed: every KSampler's and RALUKSampler's seed;
     - steps: every (plain) KSampler's step count;
@@ -313,6 +354,16 @@ def substitute(prompt: Mapping, replacements: Mapping) -> dict:
     if unknown:
         raise WorkflowError(f"unknown replacement keys: {sorted(unknown)}")
     prompt = copy.deepcopy(dict(prompt))
+    loader_keys = {"unet_name", "clip", "vae_name"}
+    checkpoints = [n for n in prompt.values() if n["class_type"] in SPLIT_LOADERS]
+    if checkpoints and loader_keys & set(replacements):
+        if not loader_keys <= set(replacements):
+            raise WorkflowError(
+                f"the prompt loads its models with {checkpoints[0]['class_type']} (model, text encoders "
+                f"and VAE in one file): replace them together with {sorted(loader_keys)}, not only "
+                f"{sorted(loader_keys & set(replacements))}"
+            )
+        prompt = split_checkpoint_loaders(prompt)
     for node in prompt.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "UNETLoader" and "unet_name" in replacements:
@@ -353,13 +404,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--test-models", action="store_true", help="swap in the random-weight test models")
     parser.add_argument("--size", type=int, default=256, help="latent size with --test-models (default 256)")
+    parser.add_argument(
+        "--family",
+        choices=sorted(TEST_MODELS_BY_FAMILY),
+        default="flux",
+        help="whose test models --test-models swaps in: flux (default) or sd3",
+    )
     opts = parser.parse_args(argv)
     workflow = load_workflow(opts.workflow)
     for title in opts.enable_group:
         workflow = set_group_mode(workflow, title, MODE_ALWAYS)
     prompt = to_api(workflow, fetch_object_info(opts.server))
     if opts.test_models:
-        prompt = substitute(prompt, replacements_for_test_models(opts.size, opts.size))
+        prompt = substitute(prompt, replacements_for_test_models(opts.size, opts.size, opts.family))
     json.dump(prompt, sys.stdout, indent=2)
     print()
     return 0

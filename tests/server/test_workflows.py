@@ -1,19 +1,22 @@
 """The shipped drag-and-drop workflows (workflows/*.json) against the real ComfyUI server.
 
 Static checks use the server's /object_info: node types, widget values, link types, layout, and the
-muted 50-step comparison group. Then each workflow's RALU part runs end to end through
-scripts/workflow_api.py with the random-weight test models swapped in at 256x256, and the 50-step
-comparison of one workflow runs too (at fewer steps: see BASELINE_TEST_STEPS).
+muted comparison group (plain FLUX.1-dev at 50 steps, plain SD3 Medium at 28). Then each workflow's
+RALU part runs end to end through scripts/workflow_api.py with its family's random-weight test models
+swapped in at 256x256 (SD3's one checkpoint file becomes the test model, CLIP-L and taesd3 loaders),
+and the comparison of one workflow per family runs too (at fewer steps: see BASELINE_TEST_STEPS).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ralu.plan import PRESETS
 from scripts.workflow_api import (
     BASELINE_GROUP,
     CONTROL_VALUES,
@@ -23,6 +26,7 @@ from scripts.workflow_api import (
     MODE_NEVER,
     NOTE_TYPES,
     STOCK_MODELS,
+    STOCK_SD3_CHECKPOINT,
     find_group,
     find_nodes,
     has_control_widget,
@@ -41,22 +45,60 @@ from tests.host import PACK_NAME
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
-EXPECTED = {"ralu_flux_4x.json": "flux_4x", "ralu_flux_7x.json": "flux_7x"}
+EXPECTED = {
+    "ralu_flux_4x.json": "flux_4x",
+    "ralu_flux_7x.json": "flux_7x",
+    "ralu_sd3_2x.json": "sd3_2x",
+    "ralu_sd3_3x.json": "sd3_3x",
+}
 SIZE = 256
-# The comparison path is the same graph at 50 steps; on 2 CPU cores the 1-block test FLUX takes about
-# 1-3 s per step at 256x256 (more when other jobs share the cores), so 50 steps alone would blow this
-# file's ~3 minute budget. The test runs the comparison graph exactly as shipped except for the step
-# count; `make demo` runs all 50 steps.
+# The comparison path is the same graph at 50 (FLUX) or 28 (SD3) steps; on 2 CPU cores the 1-block test
+# FLUX takes about 1-3 s per step at 256x256 (more when other jobs share the cores), so 50 steps alone
+# would blow this file's ~3 minute budget. The test runs the comparison graph exactly as shipped except
+# for the step count; `make demo` runs all the steps.
 BASELINE_TEST_STEPS = 2
 TITLE_BAR = 30  # litegraph draws a node's title bar above its pos
-# File names a FLUX.1-dev user has; the test server lists only the test models, so these are checked
-# by name rather than against the combo options.
+# File names a FLUX.1-dev or SD3 Medium user has; the test server lists only the test models, so these
+# are checked by name rather than against the combo options.
 STOCK_MODEL_NAMES = {
     ("UNETLoader", "unet_name"): {STOCK_MODELS["unet_name"]},
     ("DualCLIPLoader", "clip_name1"): set(STOCK_MODELS["clip_names"]),
     ("DualCLIPLoader", "clip_name2"): set(STOCK_MODELS["clip_names"]),
     ("VAELoader", "vae_name"): {STOCK_MODELS["vae_name"]},
+    ("CheckpointLoaderSimple", "ckpt_name"): {STOCK_SD3_CHECKPOINT},
 }
+
+
+@dataclass(frozen=True)
+class Stock:
+    """What a family's workflows do besides RALU: the stock graph's sampling and the plain comparison."""
+
+    model: str  # as the comparison group's title names it
+    positive_from: str  # the node type RALU KSampler's positive input comes from
+    cfg: float
+    baseline_steps: int
+    scheduler: str
+    baseline_prefix: str  # SaveImage prefix of the comparison
+    note_words: tuple[str, ...]  # what the notes must mention besides the common words
+
+
+STOCK = {
+    # FLUX.1-dev is guidance-distilled: cfg 1 with FluxGuidance, no negative prompt.
+    "flux": Stock(
+        "FLUX.1-dev", "FluxGuidance", 1.0, 50, "simple", "FLUX_50_steps", ("fluxguidance", "50 steps")
+    ),
+    # SD3 Medium as ComfyUI's SD3 example runs it: cfg with a negative prompt, Euler on sgm_uniform.
+    "sd3": Stock(
+        "SD3 Medium", "CLIPTextEncode", 4.5, 28, "sgm_uniform", "SD3_28_steps", ("negative", "28 steps")
+    ),
+}
+# One workflow per family whose comparison group is run end to end.
+COMPARISON_RUNS = ("ralu_flux_4x.json", "ralu_sd3_2x.json")
+
+
+def family_of(path: Path) -> str:
+    return PRESETS[EXPECTED[path.name]].family
+
 
 workflow_params = pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 
@@ -102,7 +144,7 @@ def linked_source(workflow: dict, node: dict, input_name: str) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- shipped and listed
-def test_both_workflows_are_shipped():
+def test_the_workflows_are_shipped():
     assert sorted(p.name for p in WORKFLOWS) == sorted(EXPECTED)
     # ComfyUI lists example_workflows/ AND workflows/: a second copy or a symlink would list each twice.
     assert not (REPO_ROOT / "example_workflows").exists()
@@ -224,51 +266,90 @@ def test_every_required_input_of_a_running_node_is_connected(path, object_info):
         )
 
 
-@workflow_params
-def test_the_graph_is_the_documented_one(path):
-    workflow = load_workflow(path)
-    preset = EXPECTED[path.name]
+def check_flux_loaders(workflow: dict, ralu: dict) -> None:
     unet = one(workflow, "UNETLoader")
     assert unet["widgets_values"] == ["flux1-dev.safetensors", "default"]
     clip = one(workflow, "DualCLIPLoader")
     assert clip["widgets_values"][:3] == ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux"]
-    assert one(workflow, "VAELoader")["widgets_values"] == ["ae.safetensors"]
-    assert one(workflow, "FluxGuidance")["widgets_values"] == [3.5]
-    assert one(workflow, "EmptySD3LatentImage")["widgets_values"] == [1024, 1024, 1]
+    vae = one(workflow, "VAELoader")
+    assert vae["widgets_values"] == ["ae.safetensors"]
+    guidance = one(workflow, "FluxGuidance")
+    assert guidance["widgets_values"] == [3.5]
+    assert linked_source(workflow, ralu, "model") is unet
+    assert linked_source(workflow, ralu, "vae") is vae
+    assert linked_source(workflow, guidance, "conditioning")["type"] == "CLIPTextEncode"
     texts = sorted(n["widgets_values"][0] for n in nodes_of(workflow, "CLIPTextEncode"))
-    assert texts[0] == "" and len(texts[1]) > 40  # an empty negative and a real prompt
+    assert texts[0] == "" and len(texts[1]) > 40  # an empty negative (unused at cfg 1) and a real prompt
+
+
+def check_sd3_loaders(workflow: dict, ralu: dict) -> None:
+    # ComfyUI's SD3 example: one checkpoint with the text encoders and the VAE; no separate loaders.
+    checkpoint = one(workflow, "CheckpointLoaderSimple")
+    assert checkpoint["widgets_values"] == [STOCK_SD3_CHECKPOINT]
+    assert not {"UNETLoader", "DualCLIPLoader", "TripleCLIPLoader", "VAELoader", "FluxGuidance"} & {
+        n["type"] for n in workflow["nodes"]
+    }
+    assert linked_source(workflow, ralu, "model") is checkpoint
+    assert linked_source(workflow, ralu, "vae") is checkpoint
+    for name in ("positive", "negative"):
+        encoder = linked_source(workflow, ralu, name)
+        assert encoder["type"] == "CLIPTextEncode" and linked_source(workflow, encoder, "clip") is checkpoint
+    positive, negative = (
+        linked_source(workflow, ralu, name)["widgets_values"][0] for name in ("positive", "negative")
+    )
+    assert len(positive) > 40 and negative.strip()  # a real prompt and a real negative prompt
+
+
+@workflow_params
+def test_the_graph_is_the_documented_one(path):
+    workflow = load_workflow(path)
+    preset = EXPECTED[path.name]
+    family = family_of(path)
+    stock = STOCK[family]
+    ralu = one(workflow, "RALUKSampler")
+    {"flux": check_flux_loaders, "sd3": check_sd3_loaders}[family](workflow, ralu)
+    assert one(workflow, "EmptySD3LatentImage")["widgets_values"] == [1024, 1024, 1]
     planner = one(workflow, "RALUStagePlanner")
     assert planner["widgets_values"][0] == preset
-    ralu = one(workflow, "RALUKSampler")
+    assert planner["widgets_values"][12] == family  # estimate_for: the family of a custom plan
     seed, control, cfg, edge_source, _ = ralu["widgets_values"]
-    assert (control, cfg, edge_source) == ("fixed", 1.0, "vae")
-    assert linked_source(workflow, ralu, "vae")["type"] == "VAELoader"
-    assert linked_source(workflow, ralu, "positive")["type"] == "FluxGuidance"
+    assert (control, cfg, edge_source) == ("fixed", stock.cfg, "vae")
+    assert linked_source(workflow, ralu, "positive")["type"] == stock.positive_from
     assert linked_source(workflow, ralu, "plan") is planner
     saves = {n["widgets_values"][0]: n for n in nodes_of(workflow, "SaveImage")}
-    assert set(saves) == {f"RALU_{preset}", "FLUX_50_steps"}
+    assert set(saves) == {f"RALU_{preset}", stock.baseline_prefix}
     assert (
         linked_source(workflow, linked_source(workflow, saves[f"RALU_{preset}"], "images"), "samples") is ralu
     )
     mask_to_image = one(workflow, "MaskToImage")
     assert linked_source(workflow, mask_to_image, "mask") is ralu  # early_mask -> MaskToImage -> PreviewImage
     assert linked_source(workflow, one(workflow, "PreviewImage"), "images") is mask_to_image
-    # The comparison: same model, conditioning, latent and seed; euler/simple, 50 steps, cfg 1; not running.
+    # The comparison: same model, conditioning, latent, seed and cfg; Euler on the stock graph's schedule
+    # at the stock step count; not running.
     base = one(workflow, "KSampler")
-    assert base["widgets_values"] == [seed, "fixed", 50, 1.0, "euler", "simple", 1.0]
+    assert base["widgets_values"] == [
+        seed,
+        "fixed",
+        stock.baseline_steps,
+        stock.cfg,
+        "euler",
+        stock.scheduler,
+        1.0,
+    ]
     for name in ("model", "positive", "negative", "latent_image"):
         assert linked_source(workflow, base, name) is linked_source(workflow, ralu, name)
-    base_decode = linked_source(workflow, saves["FLUX_50_steps"], "images")
+    base_decode = linked_source(workflow, saves[stock.baseline_prefix], "images")
     assert linked_source(workflow, base_decode, "samples") is base
+    assert linked_source(workflow, base_decode, "vae") is linked_source(workflow, ralu, "vae")
     group = find_group(workflow, BASELINE_GROUP)
-    assert "50 steps" in group["title"]
+    assert group["title"].startswith(f"Comparison: plain {stock.model}, {stock.baseline_steps} steps")
     members = {n["id"] for n in nodes_in_group(workflow, BASELINE_GROUP) if n["type"] not in NOTE_TYPES}
-    assert members == {base["id"], base_decode["id"], saves["FLUX_50_steps"]["id"]}
+    assert members == {base["id"], base_decode["id"], saves[stock.baseline_prefix]["id"]}
     for node in workflow["nodes"]:
         disabled = node["mode"] in (MODE_NEVER, MODE_BYPASS)
         assert disabled == (node["id"] in members), f"node {node['id']} ({node['type']}) mode {node['mode']}"
     notes = " ".join(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] in NOTE_TYPES).lower()
-    for words in ("speed-up", "mask", "set group nodes to always", "cfg", "fluxguidance", "50 steps"):
+    for words in ("speed-up", "mask", "set group nodes to always", "cfg", *stock.note_words):
         assert words in notes, f"the notes should mention {words!r}"
 
 
@@ -297,16 +378,18 @@ def test_layout_has_no_overlapping_nodes_or_groups(path):
 
 @workflow_params
 def test_conversion_leaves_the_muted_comparison_out_until_it_is_enabled(path, object_info):
+    stock = STOCK[family_of(path)]
     workflow = load_workflow(path)
     prompt = to_api(workflow, object_info)
     assert "KSampler" not in {n["class_type"] for n in prompt.values()}
-    assert not find_nodes(prompt, "SaveImage", filename_prefix="FLUX_50_steps")
+    assert not find_nodes(prompt, "SaveImage", filename_prefix=stock.baseline_prefix)
     enabled = to_api(set_group_mode(workflow, BASELINE_GROUP, MODE_ALWAYS), object_info)
     assert len(enabled) == len(prompt) + 3
     (ksampler,) = find_nodes(enabled, "KSampler")
     (ralu,) = find_nodes(enabled, "RALUKSampler")
-    assert enabled[ksampler]["inputs"]["seed"] == enabled[ralu]["inputs"]["seed"]
-    assert enabled[ksampler]["inputs"]["steps"] == 50
+    for name in ("seed", "cfg"):
+        assert enabled[ksampler]["inputs"][name] == enabled[ralu]["inputs"][name]
+    assert enabled[ksampler]["inputs"]["steps"] == stock.baseline_steps
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -314,10 +397,43 @@ def image_refs(entry: dict, node_id: str) -> list[dict]:
     return entry["outputs"].get(node_id, {}).get("images", [])
 
 
+def stand_ins_for(path: Path, **extra) -> dict:
+    return replacements_for_test_models(SIZE, SIZE, family=family_of(path), **extra)
+
+
+@workflow_params
+def test_the_stock_loaders_become_the_test_models(path, object_info):
+    """What the end-to-end runs load: each family's test model, CLIP-L and tiny VAE, in loaders the
+    server has, wired where the stock loaders' outputs went (SD3's checkpoint becomes three loaders)."""
+    family = family_of(path)
+    shipped = to_api(set_group_mode(load_workflow(path), BASELINE_GROUP, MODE_ALWAYS), object_info)
+    prompt = substitute(shipped, stand_ins_for(path))
+    loaders = {n["class_type"]: n["inputs"] for n in prompt.values() if n["class_type"].endswith("Loader")}
+    unet, vae = {
+        "flux": ("ralu_test_flux_dev.safetensors", "taef1"),
+        "sd3": ("ralu_test_sd3.safetensors", "taesd3"),
+    }[family]
+    assert loaders == {
+        "UNETLoader": {"unet_name": unet, "weight_dtype": "default"},
+        "CLIPLoader": {"clip_name": "ralu_test_clip_l.safetensors", "type": "sd3", "device": "default"},
+        "VAELoader": {"vae_name": vae},
+    }
+    for node in prompt.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list):  # a link: from a node of the prompt, of the type the input takes
+                source = prompt[value[0]]["class_type"]
+                wanted = all_input_specs(object_info[node["class_type"]])[name][0]
+                assert object_info[source]["output"][value[1]] == wanted, (node["class_type"], name, source)
+    (ralu,) = find_nodes(prompt, "RALUKSampler")
+    (ksampler,) = find_nodes(prompt, "KSampler")
+    for name in ("model", "positive", "negative", "latent_image"):
+        assert prompt[ralu]["inputs"][name] == prompt[ksampler]["inputs"][name]
+
+
 @workflow_params
 def test_the_ralu_part_runs_end_to_end_on_the_test_models(path, comfy_host, object_info):
     preset = EXPECTED[path.name]
-    prompt = substitute(to_api(load_workflow(path), object_info), replacements_for_test_models(SIZE, SIZE))
+    prompt = substitute(to_api(load_workflow(path), object_info), stand_ins_for(path))
     assert {n["class_type"] for n in prompt.values()} >= {"CLIPLoader", "RALUKSampler", "SaveImage"}
     entry = comfy_host.run(prompt, timeout=240)
 
@@ -333,24 +449,31 @@ def test_the_ralu_part_runs_end_to_end_on_the_test_models(path, comfy_host, obje
     text = " ".join(entry["outputs"][sampler]["text"])
     tokens = [int(t) for t in re.search(r"tokens per stage: (\d+), (\d+), (\d+)", text).groups()]
     low = (SIZE // 32) ** 2
-    up_ratio = {"flux_4x": 0.3, "flux_7x": 0.1}[preset]
+    up_ratio = PRESETS[preset].up_ratio
     assert tokens == [low, low + 3 * int(low * up_ratio), (SIZE // 16) ** 2]
     assert not find_nodes(prompt, "KSampler")  # the muted comparison did not run
 
 
-def test_the_comparison_runs_on_the_same_seed_when_enabled(comfy_host, object_info):
-    workflow = set_group_mode(load_workflow(WORKFLOW_DIR / "ralu_flux_4x.json"), BASELINE_GROUP, MODE_ALWAYS)
+@pytest.mark.parametrize("name", COMPARISON_RUNS)
+def test_the_comparison_runs_on_the_same_seed_when_enabled(comfy_host, object_info, name):
+    path = WORKFLOW_DIR / name
+    prefix = STOCK[family_of(path)].baseline_prefix
+    workflow = set_group_mode(load_workflow(path), BASELINE_GROUP, MODE_ALWAYS)
     prompt = to_api(workflow, object_info)
-    (save,) = find_nodes(prompt, "SaveImage", filename_prefix="FLUX_50_steps")
+    (save,) = find_nodes(prompt, "SaveImage", filename_prefix=prefix)
     (ksampler,) = find_nodes(prompt, "KSampler")
     (ralu,) = find_nodes(prompt, "RALUKSampler")
     assert prompt[ksampler]["inputs"]["seed"] == prompt[ralu]["inputs"]["seed"]
     prompt = prune_to(prompt, [save])  # only the comparison path; the RALU part ran above
-    prompt = substitute(prompt, replacements_for_test_models(SIZE, SIZE, steps=BASELINE_TEST_STEPS))
+    prompt = substitute(prompt, stand_ins_for(path, steps=BASELINE_TEST_STEPS))
     entry = comfy_host.run(prompt, timeout=240)
     (image,) = comfy_host.output_images(entry, [save])
     assert (image.format, image.size) == ("PNG", (SIZE, SIZE))
-    assert image_refs(entry, save)[0]["filename"].startswith("FLUX_50_steps")
+    assert image_refs(entry, save)[0]["filename"].startswith(prefix)
+
+
+def test_every_family_has_a_comparison_run():
+    assert sorted(family_of(WORKFLOW_DIR / name) for name in COMPARISON_RUNS) == sorted(STOCK)
 
 
 # ----------------------------------------------------------------------------- converter semantics

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from scripts.workflow_api import (
     MODE_ALWAYS,
     MODE_BYPASS,
     MODE_NEVER,
+    WorkflowError,
     replacements_for_test_models,
     substitute,
     to_api,
@@ -128,3 +131,62 @@ def test_substitute_swaps_the_stock_models_for_the_test_models():
     assert out["5"]["inputs"] == {"seed": 3, "steps": 4}
     assert prompt["2"]["class_type"] == "DualCLIPLoader"  # the input is not changed
     assert json.loads(json.dumps(out)) == out
+
+
+def sd3_checkpoint_prompt() -> dict:
+    """ComfyUI's SD3 example as an API prompt: one checkpoint's MODEL, CLIP and VAE feed the graph."""
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd3_medium.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "seed": 1, "steps": 28},
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    }
+
+
+def test_substitute_splits_a_checkpoint_loader_into_the_test_models_loaders():
+    prompt = sd3_checkpoint_prompt()
+    out = substitute(prompt, replacements_for_test_models(256, 256, family="sd3", steps=2))
+    assert out["4"] == {
+        "class_type": "UNETLoader",
+        "inputs": {"weight_dtype": "default", "unet_name": "ralu_test_sd3.safetensors"},
+    }
+    # New ids after the highest one; every use of the checkpoint's CLIP / VAE output follows it.
+    assert out["9"] == {
+        "class_type": "CLIPLoader",
+        "inputs": {"device": "default", "clip_name": "ralu_test_clip_l.safetensors", "type": "sd3"},
+    }
+    assert out["10"] == {"class_type": "VAELoader", "inputs": {"vae_name": "taesd3"}}
+    assert out["6"]["inputs"]["clip"] == out["7"]["inputs"]["clip"] == ["9", 0]
+    assert out["8"]["inputs"]["vae"] == ["10", 0]
+    assert out["3"]["inputs"]["model"] == ["4", 0] and out["3"]["inputs"]["steps"] == 2
+    assert prompt == sd3_checkpoint_prompt()  # the input is not changed
+    assert json.loads(json.dumps(out)) == out
+
+
+def test_a_checkpoint_loader_stays_without_model_replacements():
+    out = substitute(sd3_checkpoint_prompt(), {"width": 512, "height": 512, "steps": 1})
+    assert out["4"] == sd3_checkpoint_prompt()["4"] and set(out) == set(sd3_checkpoint_prompt())
+
+
+def test_a_checkpoint_loader_needs_all_three_model_replacements():
+    with pytest.raises(
+        WorkflowError, match=r"CheckpointLoaderSimple .* together with \['clip', 'unet_name', "
+    ):
+        substitute(sd3_checkpoint_prompt(), {"vae_name": "taesd3"})
+
+
+def test_test_models_by_family():
+    assert replacements_for_test_models(64, 32)["unet_name"] == "ralu_test_flux_dev.safetensors"
+    sd3 = replacements_for_test_models(64, 32, family="sd3")
+    assert (sd3["unet_name"], sd3["vae_name"], sd3["width"], sd3["height"]) == (
+        "ralu_test_sd3.safetensors",
+        "taesd3",
+        64,
+        32,
+    )
+    with pytest.raises(WorkflowError, match=r"family \('sdxl'\) must be one of flux, sd3"):
+        replacements_for_test_models(family="sdxl")
