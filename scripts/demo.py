@@ -1,17 +1,20 @@
-"""`make demo`: run the shipped RALU 4x and 7x workflows and the plain 50-step FLUX comparison through a
-real ComfyUI server's HTTP API, save the pictures under demo_output/ and print what each cost.
+"""`make demo`: run the shipped RALU workflows and their plain comparisons through a real ComfyUI
+server's HTTP API, save the pictures under demo_output/ and print what each cost: FLUX (RALU 4x and 7x
+against 50 plain steps) and SD3 (RALU sd3_2x and sd3_3x against 28 plain steps).
 
 Models: the random-weight test models (`make models`), unless COMFYUI_DIR points at a ComfyUI whose
-models folder has the stock FLUX.1-dev files the workflows name (flux1-dev.safetensors,
-t5xxl_fp16.safetensors + clip_l.safetensors, ae.safetensors): then those, unchanged.
+models folder has the stock files the workflows name (FLUX.1-dev: flux1-dev.safetensors,
+t5xxl_fp16.safetensors + clip_l.safetensors, ae.safetensors; SD3 Medium:
+sd3_medium_incl_clips_t5xxlfp16.safetensors) for every family run: then those, unchanged.
 
-Each graph comes from workflows/*.json through scripts/workflow_api.py, as a user would queue it; the
-comparison is the muted group of ralu_flux_4x.json, enabled. Everything runs once untimed first
-(models loaded, text encoded), then each graph is timed by the server: from its execution_start to
-its execution_success message, so the loaders and text encoders (cached from the warm-up) are not
+Each graph comes from workflows/*.json through scripts/workflow_api.py, as a user would queue it; a
+family's comparison is the muted group of its first workflow, enabled. Everything runs once untimed
+first (models loaded, text encoded), then each graph is timed by the server: from its execution_start
+to its execution_success message, so the loaders and text encoders (cached from the warm-up) are not
 counted; sampling, the VAE decode and saving the PNG are.
 
-    python scripts/demo.py [--size 256] [--models auto|test|real] [--repeat 1] [--output demo_output]
+    python scripts/demo.py [--size 256] [--families flux,sd3] [--models auto|test|real] [--repeat 1]
+                           [--output demo_output]
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from ralu.cost import FAMILY_COST, StepCost, estimate_speedup, estimate_speedup_for  # noqa: E402
-from ralu.plan import PRESETS  # noqa: E402
+from ralu.cost import COST_MODELS, StepCost, estimate_speedup_for  # noqa: E402
+from ralu.plan import PRESET_MODEL, PRESETS  # noqa: E402
 from scripts.workflow_api import (  # noqa: E402
     BASELINE_GROUP,
     MODE_ALWAYS,
     STOCK_MODELS,
+    STOCK_SD3_CHECKPOINT,
     find_nodes,
     load_workflow,
     prune_to,
@@ -51,25 +55,71 @@ from tests.comfy_path import HostNotFound, find_host  # noqa: E402
 from tests.host import start_host  # noqa: E402
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
-PRESETS_RUN = ("flux_4x", "flux_7x")
-BASELINE_STEPS = 50
-BASELINE_PREFIX = "FLUX_50_steps"
 # Measured on 2 CPU cores: `make demo` (models cached) takes about 4 1/2 minutes at 512x512, most of it
-# the 50-step comparison (~165 s); 256x256 takes under 2 minutes, but there the 77 text tokens are a
-# quarter of every step's tokens and per-step overheads weigh more (`--size 256`).
+# the 50-step FLUX comparison (~165 s); 256x256 takes under 2 minutes, but there the 77 text tokens are
+# a quarter of every step's tokens and per-step overheads weigh more (`--size 256`). The tiny SD3's part
+# (warm-up, RALU sd3_2x and sd3_3x, 28 plain steps) adds under a minute, even on a busy machine.
 TEST_SIZE = 512
-CLIP_L_TOKENS = 77  # what the test models' text path (CLIP-L through CLIPLoader "sd3") gives FLUX
+CLIP_L_TOKENS = 77  # what the test models' text path (CLIP-L through CLIPLoader "sd3") gives either family
+# The test models' VAEs (taef1, taesd3) are TAESD decoders: 64 channels throughout, 3x3 convs of
+# 2 * 9 * 64 * 64 FLOPs per pixel at their level. Latent level (1/64 of the output pixels): conv_in
+# 16->64 and 9 convs; the 1/16 and 1/4 levels: 10 convs each; full level: 4 convs and conv_out 64->3.
+# About 0.54e6 FLOPs per output pixel, against 9.5e6 for the real models' KL decoder (ralu/cost.py).
+TAESD_DECODE_FLOPS_PER_PIXEL = (
+    (2 * 9 * 16 * 64 + 9 * 2 * 9 * 64 * 64) / 64
+    + 10 * 2 * 9 * 64 * 64 / 16
+    + 10 * 2 * 9 * 64 * 64 / 4
+    + 4 * 2 * 9 * 64 * 64
+    + 2 * 9 * 64 * 3
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family's part of the demo: its workflows, their comparison and its models."""
+
+    name: str  # the plan family: "flux" or "sd3"
+    presets: tuple[str, ...]  # workflows/ralu_<preset>.json; the first one's muted group is the comparison
+    baseline_steps: int
+    baseline_prefix: str  # the comparison's SaveImage prefix
+    test_unet: str  # the test model's file in diffusion_models
+    stock_files: str  # the stock files, for messages
+
+    @property
+    def reference(self) -> str:
+        """The real model the presets are for (the FLOP model's dimensions)."""
+        return COST_MODELS[PRESET_MODEL[self.presets[0]]].label
+
+    def reference_speedup(self, preset: str, size: int) -> float:
+        """The FLOP model's speed-up of a preset on the real model it is for, against the comparison."""
+        cost = COST_MODELS[PRESET_MODEL[preset]].step
+        return estimate_speedup_for(cost, PRESETS[preset], size, size, self.baseline_steps).speedup
+
+
+FAMILIES = {
+    "flux": Family(
+        "flux",
+        ("flux_4x", "flux_7x"),
+        50,
+        "FLUX_50_steps",
+        test_models.FLUX_DEV,
+        "flux1-dev.safetensors, t5xxl_fp16 + clip_l, ae.safetensors",
+    ),
+    "sd3": Family("sd3", ("sd3_2x", "sd3_3x"), 28, "SD3_28_steps", test_models.SD3, STOCK_SD3_CHECKPOINT),
+}
 
 
 @dataclass
 class Run:
     name: str
+    family: Family
     steps: str
     tokens: str
     seconds: float
     flop_speedup: float
     run_model_flop_speedup: float | None
     images: list[Path]
+    baseline: bool = False
 
 
 def server_seconds(entry: dict) -> float:
@@ -78,11 +128,13 @@ def server_seconds(entry: dict) -> float:
     return (stamps["execution_success"] - stamps["execution_start"]) / 1000.0
 
 
-def stock_models_available(object_info: dict) -> bool:
+def stock_models_available(object_info: dict, family: str = "flux") -> bool:
     def options(node: str, name: str) -> list:
         spec = object_info.get(node, {}).get("input", {}).get("required", {}).get(name)
         return spec[0] if spec and isinstance(spec[0], list) else []
 
+    if family == "sd3":
+        return STOCK_SD3_CHECKPOINT in options("CheckpointLoaderSimple", "ckpt_name")
     return (
         STOCK_MODELS["unet_name"] in options("UNETLoader", "unet_name")
         and set(STOCK_MODELS["clip_names"]) <= set(options("DualCLIPLoader", "clip_name1"))
@@ -97,6 +149,7 @@ def install_models_yaml(comfy_dir: Path, path: Path) -> Path:
     path.write_text(
         "comfyui_install:\n"
         f"    base_path: {json.dumps(str(models))}\n"
+        "    checkpoints: checkpoints\n"
         "    diffusion_models: |\n        diffusion_models\n        unet\n"
         "    text_encoders: |\n        text_encoders\n        clip\n"
         "    vae: vae\n"
@@ -112,21 +165,36 @@ def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
 
 
-def run_model_cost(unet_path: Path, text_tokens: int) -> tuple[StepCost, str]:
-    """The cost model's constants for the FLUX file actually run (parameters, width and depth read from
-    its header), and a description of it."""
+def blocks(shapes: dict, prefix: str, part: str = "") -> set[str]:
+    """The indices of the blocks `prefix`N. (that hold a key containing `part`)."""
+    return {k.split(".")[1] for k in shapes if k.startswith(prefix + ".") and part in k}
+
+
+def run_model_cost(unet_path: Path, family: str, text_tokens: int) -> tuple[StepCost, str]:
+    """The cost model's constants for the diffusion model file actually run (parameters, width and depth
+    read from its header, as ralu/cost.py counts them for the real models) with a TAESD edge decode, and
+    a description of it."""
     shapes = safetensors_shapes(unet_path)
-    params = sum(math.prod(s) for s in shapes.values())
-    hidden = shapes["img_in.weight"][0]
-    double = {k.split(".")[1] for k in shapes if k.startswith("double_blocks.")}
-    single = {k.split(".")[1] for k in shapes if k.startswith("single_blocks.")}
-    layers = len(double) + len(single)
-    decode = FAMILY_COST["flux"].vae_decode_flops_per_pixel
-    cost = StepCost(2 * params, 4 * hidden * layers, text_tokens, decode)
-    what = (
-        f"{unet_path.name}: {params / 1e9:.2f}B parameters, hidden {hidden}, {len(double)} double + "
-        f"{len(single)} single blocks, {text_tokens} text tokens"
+    params = sum(math.prod(s) for k, s in shapes.items() if k != "pos_embed")  # SD3's fixed table
+    if family == "flux":
+        hidden = shapes["img_in.weight"][0]
+        double, single = blocks(shapes, "double_blocks"), blocks(shapes, "single_blocks")
+        joint, image_only = len(double) + len(single), 0
+        layout = f"{len(double)} double + {len(single)} single blocks"
+    else:  # SD3 / SD3.5 (MMDiT): one joint attention per block, MMDiT-X's attn2 over the image alone
+        hidden = shapes["x_embedder.proj.weight"][0]
+        joint, image_only = (
+            len(blocks(shapes, "joint_blocks")),
+            len(blocks(shapes, "joint_blocks", ".attn2.")),
+        )
+        layout = f"{joint} joint blocks" + (
+            f" ({image_only} with image self-attention)" if image_only else ""
+        )
+    cost = StepCost(
+        2 * params, 4 * hidden * joint, text_tokens, TAESD_DECODE_FLOPS_PER_PIXEL, 4 * hidden * image_only
     )
+    what = f"{unet_path.name}: {params / 1e6:.1f}M parameters, hidden {hidden}, {layout}, {text_tokens} text"
+    what += " tokens"
     return cost, what
 
 
@@ -149,8 +217,9 @@ def timed(host, label: str, prompt: dict, timeout: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Run the shipped RALU 4x / 7x workflows and the plain 50-step FLUX comparison through "
-        "a real ComfyUI server; save the pictures and print a timing table."
+        description="Run the shipped RALU workflows (FLUX 4x / 7x, SD3 2x / 3x) and their plain comparisons "
+        "(FLUX 50 steps, SD3 28 steps) through a real ComfyUI server; save the pictures and print a timing "
+        "table."
     )
     parser.add_argument(
         "--size",
@@ -163,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         "--models",
         choices=("auto", "test", "real"),
         default="auto",
-        help="auto: the real FLUX.1-dev files if COMFYUI_DIR's install has them, else test models",
+        help="auto: the real files (FLUX.1-dev, SD3 Medium) if COMFYUI_DIR's install has those of every "
+        "family run, else the test models",
+    )
+    parser.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help=f"comma-separated model families to run (default {','.join(FAMILIES)})",
     )
     default_models = os.environ.get("RALU_TEST_MODELS_DIR") or str(test_models.DEFAULT_DIR)
     parser.add_argument(
@@ -178,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--size must be a multiple of 32, at least 256")
     if opts.repeat < 1:
         parser.error("--repeat must be at least 1")
+    opts.families = [f.strip() for f in opts.families.split(",") if f.strip()]
+    if not opts.families or set(opts.families) - set(FAMILIES):
+        parser.error(f"--families must name some of {', '.join(FAMILIES)}")
 
     try:
         host_info = find_host()
@@ -212,60 +290,87 @@ def main(argv: list[str] | None = None) -> int:
 
 def demo(host, opts, models_dir: Path, out_dir: Path) -> tuple[list[Run], list[str]]:
     object_info = host.object_info()
-    real = stock_models_available(object_info)
-    if opts.models == "real" and not real:
+    families = [FAMILIES[name] for name in opts.families]
+    missing = [f for f in families if not stock_models_available(object_info, f.name)]
+    if opts.models == "real" and missing:
         raise SystemExit(
-            "demo: --models real, but the server lists no flux1-dev.safetensors / t5xxl_fp16 / clip_l / "
-            "ae.safetensors (set COMFYUI_DIR to the ComfyUI install that has them)"
+            "demo: --models real, but the server lists no "
+            + "; ".join(f.stock_files for f in missing)
+            + " (set COMFYUI_DIR to the ComfyUI install that has them, or choose --families)"
         )
-    real = real and opts.models != "test"
+    real = not missing and opts.models != "test"
     size = opts.size or (1024 if real else TEST_SIZE)
-    replacements = {"width": size, "height": size} if real else replacements_for_test_models(size, size)
+    header_models, seeds = [], set()
+    runs: list[Run] = []
+    for family in families:
+        print(f"{family.reference}:", flush=True)
+        family_runs, model_line, seed = demo_family(
+            host, opts, object_info, family, real, size, models_dir, out_dir
+        )
+        runs += family_runs
+        header_models.append(model_line)
+        seeds.add(seed)
+    noise = "" if real else " The test models' pictures are noise: the timings and early masks are the point."
+    header = [
+        f"RALU demo: {size}x{size}, seed {', '.join(map(str, sorted(seeds)))}, on "
+        + "; ".join(header_models)
+        + "."
+        + noise,
+        f"Server: {host.url}. Wall time = the server's execution time of the graph (sampling + VAE decode + "
+        "PNG), with the models loaded and the prompt encoded beforehand.",
+    ]
+    return runs, header
+
+
+def demo_family(
+    host, opts, object_info: dict, family: Family, real: bool, size: int, models_dir: Path, out_dir: Path
+) -> tuple[list[Run], str, int]:
+    """Warm up, then time the family's RALU workflows and its plain comparison: their rows (baseline
+    first), a description of the models run and the seed."""
+    if real:
+        replacements = {"width": size, "height": size}
+    else:
+        replacements = replacements_for_test_models(size, size, family=family.name)
     if opts.seed is not None:
         replacements["seed"] = opts.seed
 
-    workflows = {p: load_workflow(WORKFLOW_DIR / f"ralu_{p}.json") for p in PRESETS_RUN}
+    workflows = {p: load_workflow(WORKFLOW_DIR / f"ralu_{p}.json") for p in family.presets}
     ralu_prompts = {p: substitute(to_api(wf, object_info), replacements) for p, wf in workflows.items()}
-    with_baseline = to_api(set_group_mode(workflows["flux_4x"], BASELINE_GROUP, MODE_ALWAYS), object_info)
-    baseline_save = find_nodes(with_baseline, "SaveImage", filename_prefix=BASELINE_PREFIX)
+    first = workflows[family.presets[0]]
+    with_baseline = to_api(set_group_mode(first, BASELINE_GROUP, MODE_ALWAYS), object_info)
+    baseline_save = find_nodes(with_baseline, "SaveImage", filename_prefix=family.baseline_prefix)
     baseline = substitute(prune_to(with_baseline, baseline_save), replacements)
     (base_sampler,) = find_nodes(baseline, "KSampler")
     seeds = {baseline[base_sampler]["inputs"]["seed"]}
     for prompt in ralu_prompts.values():
         seeds |= {prompt[n]["inputs"]["seed"] for n in find_nodes(prompt, "RALUKSampler")}
     assert len(seeds) == 1, f"the graphs should share one seed, got {seeds}"
-    assert baseline[base_sampler]["inputs"]["steps"] == BASELINE_STEPS
+    assert baseline[base_sampler]["inputs"]["steps"] == family.baseline_steps
+    (seed,) = seeds
 
     if real:
-        model_line = (
-            "the real FLUX.1-dev files named in the workflows (flux1-dev.safetensors, t5xxl_fp16 + clip_l, "
-            "ae.safetensors)"
-        )
+        model_line = f"the real {family.reference} files named in the workflows ({family.stock_files})"
         run_cost = None
     else:
-        run_cost, what = run_model_cost(models_dir / "diffusion_models" / test_models.FLUX_DEV, CLIP_L_TOKENS)
+        unet = models_dir / "diffusion_models" / family.test_unet
+        run_cost, what = run_model_cost(unet, family.name, CLIP_L_TOKENS)
+        vae = replacements["vae_name"]
         model_line = (
-            f"the random-weight TEST model ({what}; CLIP-L text, taef1 VAE) in place of FLUX.1-dev; its "
-            "pictures are noise, the timings and early masks are the point"
+            f"the random-weight TEST model ({what}; CLIP-L text, {vae} VAE) in place of {family.reference}"
         )
-    header = [
-        f"RALU demo: {size}x{size}, seed {seeds.pop()}, on {model_line}.",
-        f"Server: {host.url}. Wall time = the server's execution time of the graph (sampling + VAE decode + "
-        "PNG), with the models loaded and the prompt encoded beforehand.",
-    ]
-    print(header[0], flush=True)
+    print(f"  on {model_line}", flush=True)
 
-    print("warm-up (untimed): load the models, encode the prompt, one step of each sampler ...", flush=True)
+    print("  warm-up (untimed): load the models, encode the prompt, one step of each sampler ...", flush=True)
     warm_base = as_preview(substitute(baseline, {"steps": 1}))
     timed(host, "plain KSampler, 1 step", warm_base, opts.timeout)
-    warm_ralu = as_preview(ralu_prompts["flux_7x"])
+    warm_ralu = as_preview(ralu_prompts[family.presets[-1]])
     for node_id in find_nodes(warm_ralu, "RALUStagePlanner"):
         warm_ralu[node_id]["inputs"].update(preset="custom", n1=1, n2=1, n3=1)
     timed(host, "RALU KSampler, 1 + 1 + 1 steps", warm_ralu, opts.timeout)
 
-    print(f"timed runs ({opts.repeat} x each graph; the fastest counts):", flush=True)
+    print(f"  timed runs ({opts.repeat} x each graph; the fastest counts):", flush=True)
     graphs = [(f"RALU {p}", p, prompt) for p, prompt in ralu_prompts.items()]
-    graphs.append((f"plain KSampler ({BASELINE_STEPS} steps)", None, baseline))
+    graphs.append((f"plain KSampler ({family.reference}, {family.baseline_steps} steps)", None, baseline))
     # Rounds alternate the graphs, so none is answered from ComfyUI's cache of the previous prompt.
     best: dict[str, tuple[float, dict]] = {}
     images: dict[str, list[Path]] = {}
@@ -282,7 +387,8 @@ def demo(host, opts, models_dir: Path, out_dir: Path) -> tuple[list[Run], list[s
         seconds, entry = best[label]
         if preset is None:
             run_flops = None if run_cost is None else 1.0
-            runs.insert(0, Run(label, f"{BASELINE_STEPS}", f"{full}", seconds, 1.0, run_flops, images[label]))
+            steps, tokens = str(family.baseline_steps), str(full)
+            runs.insert(0, Run(label, family, steps, tokens, seconds, 1.0, run_flops, images[label], True))
             continue
         plan = PRESETS[preset]
         (sampler,) = find_nodes(prompt, "RALUKSampler")
@@ -292,15 +398,15 @@ def demo(host, opts, models_dir: Path, out_dir: Path) -> tuple[list[Run], list[s
         else:  # from the plan, as the sampler counts them
             low = (size // 32) ** 2
             tokens = f"{low}, {low + 3 * int(low * plan.up_ratio)}, {full}"
-        estimate = estimate_speedup(plan, "flux", size, size, BASELINE_STEPS).speedup
+        estimate = family.reference_speedup(preset, size)
         run_flops = (
             None
             if run_cost is None
-            else estimate_speedup_for(run_cost, plan, size, size, BASELINE_STEPS).speedup
+            else estimate_speedup_for(run_cost, plan, size, size, family.baseline_steps).speedup
         )
         steps = ", ".join(map(str, plan.steps))
-        runs.append(Run(label, steps, tokens, seconds, estimate, run_flops, images[label]))
-    return runs, header
+        runs.append(Run(label, family, steps, tokens, seconds, estimate, run_flops, images[label]))
+    return runs, model_line, seed
 
 
 def save_outputs(host, entry: dict, prompt: dict, out_dir: Path) -> list[Path]:
@@ -322,18 +428,20 @@ def save_outputs(host, entry: dict, prompt: dict, out_dir: Path) -> list[Path]:
 
 
 def render(runs: list[Run], header: list[str]) -> str:
-    baseline = runs[0].seconds
+    """The table: each family's plain KSampler row, then its RALU rows, each timed against that row."""
     with_run_model = runs[0].run_model_flop_speedup is not None
     cols = ["graph", "steps per stage", "tokens per stage", "wall time", "measured speed-up"]
-    cols += ["FLOP-model speed-up (FLUX.1-dev)"] + (["FLOP model, the model run"] if with_run_model else [])
-    rows = []
+    cols += ["FLOP model (the preset's model)"] + (["FLOP model, the model run"] if with_run_model else [])
+    rows, baseline = [], {}
     for run in runs:
+        if run.baseline:
+            baseline[run.family.name] = run.seconds
         row = [
             run.name,
             run.steps,
             run.tokens,
             f"{run.seconds:.1f} s",
-            f"{baseline / run.seconds:.2f}x",
+            f"{baseline[run.family.name] / run.seconds:.2f}x",
             f"{run.flop_speedup:.2f}x",
         ]
         if with_run_model:
@@ -347,29 +455,33 @@ def render(runs: list[Run], header: list[str]) -> str:
     lines = [*header, "", line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += [line(r) for r in rows]
     lines.append("")
-    at_1024 = ", ".join(
-        f"{p} {estimate_speedup(PRESETS[p], 'flux', 1024, 1024, BASELINE_STEPS).speedup:.2f}x"
-        for p in PRESETS_RUN
-    )
-    lines.append(
-        "FLOP-model speed-up (FLUX.1-dev): ralu/cost.py estimate_speedup(plan, 'flux', size, size, 50), "
-        f"FLUX.1-dev's (11.9B parameters, 57 blocks, 512 T5 tokens) at this size; at 1024x1024: {at_1024}."
-    )
+    families = list(dict.fromkeys(run.family for run in runs))
+    for family in families:
+        at_1024 = ", ".join(f"{p} {family.reference_speedup(p, 1024):.2f}x" for p in family.presets)
+        lines.append(
+            f"FLOP model (the preset's model), {family.name}: ralu/cost.py's estimate with "
+            f"{family.reference}'s dimensions against {family.baseline_steps} steps at this size; at "
+            f"1024x1024: {at_1024}."
+        )
     if with_run_model:
         lines.append(
-            "FLOP model, the model run: the same formula with the constants of the model that ran (its "
-            "parameters and blocks read from the file, 77 CLIP-L text tokens)."
+            "FLOP model, the model run: the same formula with the constants of the test model that ran (its "
+            "parameters and blocks read from the file, 77 CLIP-L text tokens, the TAESD edge decode's "
+            f"{TAESD_DECODE_FLOPS_PER_PIXEL / 1e6:.2f}e6 FLOPs per pixel)."
         )
         ratios = ", ".join(
-            f"{run.name} {baseline / run.seconds / run.run_model_flop_speedup:.2f}" for run in runs[1:]
+            f"{run.name} {baseline[run.family.name] / run.seconds / run.run_model_flop_speedup:.2f}"
+            for run in runs
+            if not run.baseline
         )
         lines.append(
-            f"Measured / FLOP model of the model run: {ratios}. On a CPU with a 1-block model the "
+            f"Measured / FLOP model of the model run: {ratios}. On a CPU with a 1- or 2-block model the "
             "measured speed-up can fall below the FLOP model (costs that do not shrink with the token "
-            "count: Python and sampler overhead, RALU's stage changes and edge decode) or rise above it "
-            "(matrix products over many tokens run less efficiently than over few). Timings on a shared "
-            "machine also vary from run to run: `--repeat 3` keeps each graph's fastest. On FLUX.1-dev at "
-            "1024x1024 on a GPU the transformer dominates every step, which is what the FLOP model describes."
+            "count: Python and sampler overhead, RALU's stage changes and edge decode, the tiny SD3 most of "
+            "all) or rise above it (matrix products over many tokens run less efficiently than over few). "
+            "Timings on a shared machine also vary from run to run: `--repeat 3` keeps each graph's fastest. "
+            "On FLUX.1-dev or SD3 Medium at 1024x1024 on a GPU the transformer dominates every step, which "
+            "is what the FLOP model describes."
         )
     paths = [
         p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p for run in runs for p in run.images
