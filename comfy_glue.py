@@ -21,7 +21,7 @@ import torch
 from .families import ModelFamily, RaluInputError, StagePositions, family_of
 from .ralu.edge_map import FULL_RES_CELL, edge_map_and_scores
 from .ralu.edges import latent_gradient_scores, mask_cells, selection_mask
-from .ralu.plan import Plan, plan_sigmas
+from .ralu.plan import PRESETS, Plan, plan_sigmas
 from .ralu.sampler import RaluResult, sample_ralu
 from .ralu.streams import image_generators
 from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
@@ -43,9 +43,10 @@ STEP_CACHE_KEY = "easycache"
 def check_plan_family(plan: Plan, family: ModelFamily) -> None:
     """Refuses a plan made for another model family (an sd3_* preset on FLUX), naming both."""
     if plan.family != family.name:
+        presets = ", ".join(name for name, preset in PRESETS.items() if preset.family == family.name)
         raise RaluInputError(
             f"This plan ({plan.name}) is for {plan.family.upper()} models, but the connected model is "
-            f"{family.label}: choose a {family.name}_* preset or set the custom plan's family to "
+            f"{family.label}: choose one of its presets ({presets}) or set the custom plan's family to "
             f"{family.name}."
         )
 

@@ -249,7 +249,7 @@ def test_a_plan_for_sd3_is_refused_on_flux_before_sampling(comfy_host, test_mode
     [error] = [data for kind, data in failure.value.entry["status"]["messages"] if kind == "execution_error"]
     assert error["node_id"] == SAMPLER_NODE
     assert error["exception_message"].strip() == (
-        f"This plan ({name}) is for SD3 models, but the connected model is FLUX: choose a flux_* preset or "
-        "set the custom plan's family to flux."
+        f"This plan ({name}) is for SD3 models, but the connected model is FLUX: choose one of its presets "
+        "(flux_4x, flux_5x, flux_7x) or set the custom plan's family to flux."
     )
     assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"
