@@ -77,7 +77,8 @@ lint:
 DEMO_ARGS ?=
 
 .PHONY: demo
-# The shipped RALU 4x / 7x workflows and the plain 50-step comparison through a real server's HTTP API;
-# pictures and a timing table in demo_output/. Test models unless COMFYUI_DIR has the FLUX.1-dev files.
+# The shipped RALU workflows (FLUX 4x / 7x, SD3 2x / 3x) and their plain comparisons (50 / 28 steps)
+# through a real server's HTTP API; pictures and a timing table in demo_output/. Test models unless
+# COMFYUI_DIR has the stock FLUX.1-dev and SD3 Medium files.
 demo: setup models
 	$(PY) scripts/demo.py --models-dir "$(MODELS_DIR)" $(DEMO_ARGS)
