@@ -63,6 +63,7 @@ WATCH_EXECUTION = """() => {
 QUEUE_FROM_UI = "async () => { await app.queuePrompt(0, 1); }"
 
 RUN_TIMEOUT_MS = 120_000  # a run queued from the UI, the test FLUX included
+SUMMARY_TIMEOUT_MS = 30_000  # a node's DOM widget appearing; a loaded 2-core machine has needed over 10 s
 RUN_FINISHED = """() => window.__raluRun.events.some((e) =>
   ["execution_success", "execution_error", "execution_interrupted"].includes(e.type))"""
 

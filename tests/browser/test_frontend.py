@@ -35,6 +35,7 @@ from .frontend_js import (
     SET_GROUP_MODE,
     SUMMARY_SHOWN,
     SUMMARY_STATE,
+    SUMMARY_TIMEOUT_MS,
     WATCH_EXECUTION,
 )
 
@@ -185,7 +186,7 @@ def test_summary_after_queueing_from_the_ui(page, comfy_host, frontend_log, squa
     mask = np.asarray(comfy_host.output_images(entry)[0].convert("L"))
     assert mask.shape == (256, 256) and mask.max() == 255  # the edge cells are white
 
-    page.wait_for_function(SUMMARY_SHOWN, arg=ids["planner"], timeout=10_000)
+    page.wait_for_function(SUMMARY_SHOWN, arg=ids["planner"], timeout=SUMMARY_TIMEOUT_MS)
     state = page.evaluate(SUMMARY_STATE, ids["planner"])
     summary = state["value"]
     assert "RALU plan 'flux_4x'" in summary

@@ -10,6 +10,7 @@ from .test_frontend import (
     RUN_TIMEOUT_MS,
     SUMMARY_SHOWN,
     SUMMARY_STATE,
+    SUMMARY_TIMEOUT_MS,
     WATCH_EXECUTION,
 )
 
@@ -35,7 +36,7 @@ def test_the_sampler_shows_its_tokens_and_calls_per_stage(page, comfy_host, test
     assert str(SAMPLER_NODE) in {e["node"] for e in events if e["type"] == "executed"}
 
     page.evaluate(SHOW_NODE, sampler)
-    page.wait_for_function(SUMMARY_SHOWN, arg=sampler, timeout=10_000)
+    page.wait_for_function(SUMMARY_SHOWN, arg=sampler, timeout=SUMMARY_TIMEOUT_MS)
     state = page.evaluate(SUMMARY_STATE, sampler)
     # flux_7x on a 4x4 low-res grid: floor(16 * 0.1) = 1 token upsampled early.
     assert state["value"] == "tokens per stage: 16, 19, 64; model calls per stage: 2, 3, 5"
