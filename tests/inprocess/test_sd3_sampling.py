@@ -5,7 +5,7 @@ import importlib
 import pytest
 import torch
 from ralu_run import empty_latent, ralu_modules, recorded, run
-from tiny_models import build_tiny_sd3, sd3_conditioning
+from tiny_models import build_kl_vae, build_tiny_sd3, sd3_conditioning
 
 
 def run_sd3(pack, model, plan, **kwargs):
@@ -89,3 +89,19 @@ def test_refusals_name_the_family(pack, tiny_sd3):
         run_sd3(pack, build_tiny_sd3(position_table=False), plan_mod.PRESETS["sd3_3x"])
     with pytest.raises(glue.RaluInputError, match="multiples of 32 pixels"):
         run_sd3(pack, tiny_sd3, plan_mod.PRESETS["sd3_3x"], latent=empty_latent(1, 240))
+
+
+def test_the_full_sd3_vae_decodes_the_stage_1_estimate(pack, tiny_sd3, monkeypatch):
+    glue, plan_mod = ralu_modules(pack)
+    decoded = []
+    real = glue.vae_decode_keeping_models
+
+    def spy(vae, latent):
+        image = real(vae, latent)
+        decoded.append((tuple(latent.shape), tuple(image.shape)))
+        return image
+
+    monkeypatch.setattr(importlib.import_module(glue.__name__), "vae_decode_keeping_models", spy)
+    latent, _, result = run_sd3(pack, tiny_sd3, plan_mod.PRESETS["sd3_3x"], vae=build_kl_vae(), size=128)
+    assert decoded == [((1, 16, 8, 8), (1, 64, 64, 3))]
+    assert torch.isfinite(latent["samples"]).all() and result.selected.shape == (1, 3)

@@ -125,3 +125,27 @@ def flux_conditioning(seed: int, tokens: int = 8, guidance: float = 3.5):
     context = torch.randn(1, tokens, 32, generator=generator)
     pooled = torch.randn(1, 16, generator=generator)
     return [[context, {"pooled_output": pooled, "guidance": guidance}]]
+
+
+def build_kl_vae():
+    """A random full-size 16-channel KL VAE (FLUX's and SD3's layout: ComfyUI's AutoencodingEngine),
+    decoder only, loaded the way VAELoader loads a file."""
+    import comfy.sd
+    from comfy.ldm.modules.diffusionmodules.model import Decoder
+
+    config = dict(
+        double_z=True,
+        z_channels=16,
+        resolution=256,
+        in_channels=3,
+        out_ch=3,
+        ch=128,
+        ch_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_resolutions=[],
+        dropout=0.0,
+    )
+    with torch.device("meta"):
+        shapes = Decoder(**config).state_dict()
+    decoder = random_weights(shapes, "kl_vae", torch.float32)
+    return comfy.sd.VAE(sd={f"decoder.{k}": v for k, v in decoder.items()})
