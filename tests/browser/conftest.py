@@ -44,6 +44,8 @@ FRONTEND_SETTINGS = {
     "Comfy.TutorialCompleted": True,  # no templates dialog over the canvas
     "Comfy.VueNodes.Enabled": False,  # the classic canvas nodes, where our DOM widget lives
     "Comfy.Minimap.Visible": False,  # keeps the minimap off screenshots
+    # Each test module's page starts with an empty workspace, not the previous module's open workflows.
+    "Comfy.Workflow.Persist": False,
 }
 # The frontend's "Introducing Nodes 2.0" banner remembers its dismissal here (localStorage).
 DISMISS_BANNERS_SCRIPT = "try { localStorage.setItem('vueNodesBannerDismissed', 'true'); } catch (e) {}"
