@@ -1,5 +1,7 @@
 """Runs the RALU KSampler's glue in-process, the way the node calls it, and records model calls."""
 
+from contextlib import contextmanager
+
 import torch
 from tiny_models import flux_conditioning
 
@@ -78,3 +80,37 @@ def run(
         edge_source or ("latent" if vae is None else "vae"),
         True,
     )
+
+
+def plain_sample(model, conditioning, cfg: float) -> torch.Tensor:
+    """A stock 3-step euler sample of a 256x256 latent on `model`: what a RALU run must leave as it was."""
+    import comfy.sample
+
+    noise = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(9))
+    return comfy.sample.sample(
+        model,
+        noise,
+        3,
+        cfg,
+        "euler",
+        "simple",
+        conditioning(0),
+        conditioning(1),
+        torch.zeros(1, 16, 32, 32),
+        seed=9,
+    )
+
+
+@contextmanager
+def progress_updates():
+    """Collects ComfyUI's progress-bar updates (value, total, preview) while the block runs."""
+    import comfy.utils
+
+    updates = []
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview, node_id=None: updates.append((value, total, preview))
+    )
+    try:
+        yield updates
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from ralu_run import empty_latent, ralu_modules, recorded, run
+from ralu_run import empty_latent, plain_sample, progress_updates, ralu_modules, recorded, run
 from tiny_models import build_tiny_sd15, flux_conditioning
 
 
@@ -74,25 +74,12 @@ def test_forced_mask_regions_are_upsampled_early(pack, tiny_flux):
 
 
 def test_the_shared_model_is_left_unpatched(pack, tiny_flux):
-    import comfy.sample
 
     _, plan_mod = ralu_modules(pack)
     before = repr(tiny_flux.model_options)
 
     def plain():
-        noise = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(9))
-        return comfy.sample.sample(
-            tiny_flux,
-            noise,
-            3,
-            1.0,
-            "euler",
-            "simple",
-            flux_conditioning(0),
-            flux_conditioning(1),
-            torch.zeros(1, 16, 32, 32),
-            seed=9,
-        )
+        return plain_sample(tiny_flux, flux_conditioning, 1.0)
 
     reference = plain()
     run(pack, tiny_flux, plan_mod.PRESETS["flux_4x"])
@@ -155,21 +142,16 @@ def test_interrupt_stops_the_run(pack, tiny_flux):
 
 
 def test_one_progress_bar_over_all_stages_with_full_res_previews(pack, tiny_flux):
-    import comfy.utils
     from comfy.cli_args import LatentPreviewMethod, args
 
     _, plan_mod = ralu_modules(pack)
     plan = plan_mod.PRESETS["flux_4x"]
-    updates = []
     previous_method = args.preview_method
     args.preview_method = LatentPreviewMethod.Latent2RGB
-    comfy.utils.set_progress_bar_global_hook(
-        lambda value, total, preview, node_id=None: updates.append((value, total, preview))
-    )
     try:
-        run(pack, tiny_flux, plan)
+        with progress_updates() as updates:
+            run(pack, tiny_flux, plan)
     finally:
-        comfy.utils.set_progress_bar_global_hook(None)
         args.preview_method = previous_method
     assert [(value, total) for value, total, _ in updates] == [(i + 1, 18) for i in range(18)]
     # Latent2RGB previews are one pixel per latent pixel: every stage shows the whole 256x256 picture.
@@ -179,23 +161,17 @@ def test_one_progress_bar_over_all_stages_with_full_res_previews(pack, tiny_flux
 def test_without_a_previewer_no_step_builds_a_preview_grid(pack, tiny_flux, monkeypatch):
     import importlib
 
-    import comfy.utils
     from comfy.cli_args import LatentPreviewMethod, args
 
     sampler = importlib.import_module(f"{pack.__name__}.ralu.sampler")
     _, plan_mod = ralu_modules(pack)
     plan = plan_mod.PRESETS["flux_7x"]
-    scattered, updates = [], []
+    scattered = []
     real_scatter = sampler.scatter_to_grid
     monkeypatch.setattr(sampler, "scatter_to_grid", lambda *a: scattered.append(1) or real_scatter(*a))
     monkeypatch.setattr(args, "preview_method", LatentPreviewMethod.NoPreviews)
-    comfy.utils.set_progress_bar_global_hook(
-        lambda value, total, preview, node_id=None: updates.append((value, total, preview))
-    )
-    try:
+    with progress_updates() as updates:
         run(pack, tiny_flux, plan)
-    finally:
-        comfy.utils.set_progress_bar_global_hook(None)
     assert updates == [(i + 1, plan.total_steps, None) for i in range(plan.total_steps)]
     assert scattered == []
 

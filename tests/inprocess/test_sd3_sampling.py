@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 import torch
-from ralu_run import empty_latent, ralu_modules, recorded, run
+from ralu_run import empty_latent, plain_sample, ralu_modules, recorded, run
 from tiny_models import build_kl_vae, build_tiny_sd3, sd3_conditioning
 
 
@@ -55,25 +55,12 @@ def test_stage_2_uses_the_analytic_table_between_entries(pack, tiny_sd3):
 
 
 def test_the_shared_sd3_model_is_left_unpatched(pack, tiny_sd3):
-    import comfy.sample
 
     _, plan_mod = ralu_modules(pack)
     before = repr(tiny_sd3.model_options), repr(tiny_sd3.object_patches)
 
     def plain():
-        noise = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(9))
-        return comfy.sample.sample(
-            tiny_sd3,
-            noise,
-            3,
-            4.5,
-            "euler",
-            "simple",
-            sd3_conditioning(0),
-            sd3_conditioning(1),
-            torch.zeros(1, 16, 32, 32),
-            seed=9,
-        )
+        return plain_sample(tiny_sd3, sd3_conditioning, 4.5)
 
     reference = plain()
     run_sd3(pack, tiny_sd3, plan_mod.PRESETS["sd3_3x"], cfg=4.5)
