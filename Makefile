@@ -23,6 +23,7 @@ help:
 	@echo "make serve   ComfyUI with this pack on the CPU at http://127.0.0.1:$(PORT) (PORT=...)"
 	@echo "make test    setup + models + the whole pytest suite"
 	@echo "make test-min-deps  the unit tests with the lowest numpy and scipy that requirements.txt allows"
+	@echo "make bench   RALU against the plain sampler in one process: speed-ups, FLOPs, memory (BENCH_ARGS=...)"
 	@echo "make lint    ruff check"
 
 setup:
@@ -65,6 +66,17 @@ test-min-deps: setup
 		floors = tuple(sys.argv[1:]); found = (numpy.__version__, scipy.__version__); \
 		sys.exit(0 if found == floors else f"expected numpy, scipy {floors}, imported {found}")' "$$numpy" "$$scipy"; \
 	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(MODELS_DIR)" $(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Extra arguments for scripts/bench.py, e.g. `make bench BENCH_ARGS="--repeats 3"`, "--size 512 --rows
+# flux_4x,flux_7x" or "--gpu" (FLUX.1-dev's dimensions at 1024x1024 on a CUDA GPU).
+BENCH_ARGS ?=
+
+.PHONY: bench
+# The plain sampler, naive step reduction, every FLUX RALU preset and the step caches, in-process through
+# ComfyUI's classes on the test FLUX (CPU: 256x256, one timed round, about 9 minutes on 2 cores); a
+# Markdown table on stdout, with a JSON copy, in bench_output/.
+bench: setup models
+	$(PY) scripts/bench.py --models-dir "$(MODELS_DIR)" $(BENCH_ARGS)
 
 lint:
 	@if [ -f "$(HOST_FILE)" ]; then set -x; $(PY) -m ruff check .; else set -x; ruff check .; fi
