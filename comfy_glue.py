@@ -40,15 +40,19 @@ CONDITIONING_REFUSALS = {
 STEP_CACHE_KEY = "easycache"
 
 
-def check_plan_family(plan: Plan, family: ModelFamily) -> None:
-    """Refuses a plan made for another model family (an sd3_* preset on FLUX), naming both."""
+def check_plan_family(plan: Plan, family: ModelFamily, model) -> None:
+    """Refuses a plan made for another model family (an sd3_* preset on FLUX), naming both, or for
+    another model of the family where the model tells them apart (a FLUX.1-dev preset on schnell)."""
     if plan.family != family.name:
         presets = ", ".join(name for name, preset in PRESETS.items() if preset.family == family.name)
         raise RaluInputError(
             f"This plan ({plan.name}) is for {plan.family.upper()} models, but the connected model is "
-            f"{family.label}: choose one of its presets ({presets}) or set the custom plan's family to "
-            f"{family.name}."
+            f"{family.label}: choose one of its presets ({presets}) or a custom plan whose estimate_for "
+            f"is a {family.label} model."
         )
+    mismatch = family.plan_mismatch(plan, model)
+    if mismatch is not None:
+        raise RaluInputError(mismatch)
 
 
 def check_latent(samples: torch.Tensor) -> None:
@@ -256,7 +260,7 @@ def check_inputs(
     """Refuses, with a message that says what to change, what RALU cannot sample; returns the model's
     family and the latent."""
     family = family_of(model)
-    check_plan_family(plan, family)
+    check_plan_family(plan, family, model)
     if "noise_mask" in latent:
         raise RaluInputError(
             "RALU KSampler does not inpaint: the latent has a noise mask (from "

@@ -78,3 +78,5 @@ class ModelFamily:
     hook_skipped: str
     # A reason this particular model of the family cannot be driven, or None.
     refusal: Callable[[object], str | None] = lambda model: None
+    # Why a plan made for another model of the family (Plan.model) does not fit this one, or None.
+    plan_mismatch: Callable[[object, object], str | None] = lambda plan, model: None

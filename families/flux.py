@@ -5,6 +5,7 @@ from __future__ import annotations
 import comfy.ldm.flux.model
 import torch
 
+from ..ralu.plan import PRESETS
 from .base import ModelFamily, RaluInputError, StagePositions
 
 
@@ -63,6 +64,27 @@ def install(clone) -> FluxIds:
     return positions
 
 
+# FLUX.1-dev is guidance-distilled (a guidance_in embedding: ComfyUI's Flux config), FLUX.1-schnell is
+# timestep-distilled without one (FluxSchnell); the plan's model must be the same kind.
+GUIDED_PLAN_MODELS = {"flux": True, "flux_schnell": False}
+PLAN_MODEL_LABEL = {"flux": "FLUX.1-dev", "flux_schnell": "FLUX.1-schnell"}
+
+
+def plan_mismatch(plan, model) -> str | None:
+    wanted = GUIDED_PLAN_MODELS.get(plan.model)
+    guided = bool(getattr(model.model.diffusion_model.params, "guidance_embed", False))
+    if wanted is None or wanted == guided:
+        return None
+    kind = "guidance-distilled, as FLUX.1-dev" if guided else "without a guidance input, as FLUX.1-schnell"
+    (fitting,) = (name for name, g in GUIDED_PLAN_MODELS.items() if g == guided)
+    presets = ", ".join(name for name, preset in PRESETS.items() if preset.model == fitting)
+    return (
+        f"This plan ({plan.name}) is for {PLAN_MODEL_LABEL[plan.model]}, but the connected FLUX model is "
+        f"{kind}, and the plan's schedule is not its: choose a {PLAN_MODEL_LABEL[fitting]} preset "
+        f"({presets}), or a custom plan with estimate_for {fitting}."
+    )
+
+
 FLUX = ModelFamily(
     name="flux",
     label="FLUX",
@@ -73,4 +95,5 @@ FLUX = ModelFamily(
     hook_skipped="the FLUX model did not apply post_input patches, so stage 2's token positions cannot "
     "be set. A node replaced or skipped FLUX's forward (TeaCache or another step cache): remove it "
     "from this model, or update ComfyUI.",
+    plan_mismatch=plan_mismatch,
 )

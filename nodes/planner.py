@@ -43,11 +43,13 @@ class RALUStagePlanner(io.ComfyNode):
                     options=[*PRESETS, CUSTOM],
                     default="flux_4x",
                     tooltip="flux_4x / flux_7x: the reference code's FLUX.1-dev plans; flux_5x: the "
-                    "paper's; sd3_2x / sd3_3x: the paper's SD3 Medium plans; sd35_turbo: SD3.5 Large "
-                    "Turbo in its own 4 steps, N = 1, 1, 2 as the paper ran distilled models, with our "
-                    "stage ends 0.2, 0.4 (the best NT-DM fit with Z like the published presets'), "
-                    "shifts 5.060, 2.365, 2.861 and Z 5.436 solved by NT-DM with base shift 3; custom: "
-                    "your own steps and stage ends below.",
+                    "paper's; flux_schnell: FLUX.1-schnell in its own 4 steps, N = 1, 1, 2 as the paper ran "
+                    "distilled models, with our stage ends 0.4, 0.55 (the best NT-DM fit with Z like the "
+                    "published presets'), shifts 1.001, 1.025, 1.042 and Z 4.47 solved by NT-DM with "
+                    "schnell's base shift 1; sd3_2x / sd3_3x: the paper's SD3 Medium plans; sd35_turbo: "
+                    "SD3.5 Large Turbo in 4 steps, N = 1, 1, 2, stage ends 0.2, 0.4 chosen the same way, "
+                    "shifts 5.060, 2.365, 2.861 and Z 5.436 solved with base shift 3; custom: your own "
+                    "steps and stage ends below, solved with the base shift of the estimate_for model.",
                 ),
                 *(
                     io.Int.Input(
@@ -173,7 +175,8 @@ class RALUStagePlanner(io.ComfyNode):
         if preset == CUSTOM:
             model = estimate_for
             args = custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z)
-            plan = make_plan(**args, family=COST_MODELS[model].family)
+            chosen = COST_MODELS[model]
+            plan = make_plan(**args, base_shift=chosen.time_shift, family=chosen.family, model=model)
         else:
             plan, model = PRESETS[preset], PRESET_MODEL[preset]
         estimate = estimate_speedup(plan, model, height, width)

@@ -34,7 +34,7 @@ but it is counted so that tiny plans are not flattered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .plan import Plan
 
@@ -68,6 +68,9 @@ class CostModel:
     family: str
     step: StepCost
     baseline_steps: int
+    # The time shift of the model's own schedule (ComfyUI's model sampling), which NT-DM matches a
+    # custom plan's stages to: 3 for FLUX.1-dev (as the paper) and the SD3 family, 1 for FLUX.1-schnell.
+    time_shift: float = 3.0
 
 
 def _mmdit(params: float, hidden: int, blocks: int, image_only_blocks: int = 0) -> StepCost:
@@ -80,13 +83,16 @@ def _mmdit(params: float, hidden: int, blocks: int, image_only_blocks: int = 0) 
     )
 
 
+FLUX_DEV_STEP = StepCost(2 * 11.9e9, 4 * 3072 * 57, 512, VAE_DECODE_FLOPS_PER_PIXEL)
+# FLUX.1-schnell is FLUX.1-dev's network without the guidance embedding (a few million parameters less,
+# left out) and prompted with 256 T5 tokens, as its reference pipeline does.
+FLUX_SCHNELL_STEP = replace(FLUX_DEV_STEP, text_tokens=256)
 # The keys are the Planner's estimate_for options; "flux" and "sd3" are also the plan families. The
 # baselines are each model's usual step count: the paper's 50 and 28 for FLUX.1-dev and SD3 Medium, the
-# model cards' 28, 4 and 40 for SD3.5 Large, Large Turbo and Medium.
+# model cards' 4, 28, 4 and 40 for FLUX.1-schnell, SD3.5 Large, Large Turbo and Medium.
 COST_MODELS: dict[str, CostModel] = {
-    "flux": CostModel(
-        "FLUX.1-dev", "flux", StepCost(2 * 11.9e9, 4 * 3072 * 57, 512, VAE_DECODE_FLOPS_PER_PIXEL), 50
-    ),
+    "flux": CostModel("FLUX.1-dev", "flux", FLUX_DEV_STEP, 50),
+    "flux_schnell": CostModel("FLUX.1-schnell", "flux", FLUX_SCHNELL_STEP, 4, time_shift=1.0),
     "sd3": CostModel("SD3 Medium", "sd3", _mmdit(2.0e9, 1536, 24), 28),
     "sd3.5_large": CostModel("SD3.5 Large", "sd3", _mmdit(8.06e9, 2432, 38), 28),
     "sd3.5_large_turbo": CostModel("SD3.5 Large Turbo", "sd3", _mmdit(8.06e9, 2432, 38), 4),

@@ -36,6 +36,9 @@ class Plan:
     shifts: tuple[float, float, float]
     z: float
     family: str  # "flux" or "sd3": the models the plan was made (and is checked) for
+    # The model within the family it was made for (a key of ralu.cost.COST_MODELS: "flux" for
+    # FLUX.1-dev, "flux_schnell", "sd3", ...), checked where the loaded model tells them apart.
+    model: str | None = None
 
     def __post_init__(self) -> None:
         validate_family(self.family)
@@ -68,30 +71,47 @@ class Plan:
 PRESETS: dict[str, Plan] = {
     plan.name: plan
     for plan in (
-        Plan("flux_4x", (5, 6, 7), (0.3, 0.45, 1.0), 0.3, (5.019, 2.589, 2.226), 6.317, "flux"),
-        Plan("flux_5x", (4, 5, 6), (0.3, 0.45, 1.0), 0.2, (5.106, 2.641, 2.251), 7.522, "flux"),
-        Plan("flux_7x", (2, 3, 5), (0.2, 0.3, 1.0), 0.1, (8.141, 2.856, 2.193), 6.261, "flux"),
-        Plan("sd3_2x", (5, 6, 9), (0.2, 0.3, 1.0), 0.3, (6.121, 2.237, 1.973), 4.132, "sd3"),
-        Plan("sd3_3x", (3, 3, 6), (0.25, 0.3, 1.0), 0.2, (6.402, 2.602, 2.273), 6.258, "sd3"),
+        Plan("flux_4x", (5, 6, 7), (0.3, 0.45, 1.0), 0.3, (5.019, 2.589, 2.226), 6.317, "flux", "flux"),
+        Plan("flux_5x", (4, 5, 6), (0.3, 0.45, 1.0), 0.2, (5.106, 2.641, 2.251), 7.522, "flux", "flux"),
+        Plan("flux_7x", (2, 3, 5), (0.2, 0.3, 1.0), 0.1, (8.141, 2.856, 2.193), 6.261, "flux", "flux"),
+        Plan("sd3_2x", (5, 6, 9), (0.2, 0.3, 1.0), 0.3, (6.121, 2.237, 1.973), 4.132, "sd3", "sd3"),
+        Plan("sd3_3x", (3, 3, 6), (0.25, 0.3, 1.0), 0.2, (6.402, 2.602, 2.273), 6.258, "sd3", "sd3"),
         # SD3.5 Large Turbo in its own 4 steps, N = 1, 1, 2 as the paper ran distilled models; the
         # paper gives no stage ends for them. Of all e1 < e2 on a 0.05 grid, e = 0.2, 0.4 fit NT-DM best
         # (Jensen-Shannon 0.0116) with Z within the published presets' 4.1-7.5 (every closer fit needs
         # Z of 8.8 to 100: the larger Z, the nearer to pure noise each stage restarts). h and Z:
         # solve_ntdm((1, 1, 2), (0.2, 0.4, 1.0)) with base shift 3, rounded to 3 decimals.
-        Plan("sd35_turbo", (1, 1, 2), (0.2, 0.4, 1.0), 0.3, (5.060, 2.365, 2.861), 5.436, "sd3"),
+        # FLUX.1-schnell in its own 4 steps, N = 1, 1, 2 likewise. Schnell samples without a time shift
+        # (ComfyUI's FluxSchnell: shift 1), so NT-DM matches base shift 1. On a 0.05 grid of e1 < e2, the
+        # best fits (Jensen-Shannon 0.002-0.0025) need Z of 9.5 to 98; e = 0.4, 0.55 is the best with Z
+        # within the published presets' 4.1-7.5 (0.0036). h and Z: solve_ntdm((1, 1, 2), (0.4, 0.55, 1.0))
+        # with base shift 1, rounded to 3 decimals.
+        Plan(
+            "flux_schnell",
+            (1, 1, 2),
+            (0.4, 0.55, 1.0),
+            0.3,
+            (1.001, 1.025, 1.042),
+            4.47,
+            "flux",
+            "flux_schnell",
+        ),
+        Plan(
+            "sd35_turbo",
+            (1, 1, 2),
+            (0.2, 0.4, 1.0),
+            0.3,
+            (5.060, 2.365, 2.861),
+            5.436,
+            "sd3",
+            "sd3.5_large_turbo",
+        ),
     )
 }
 PRESET_FAMILY: dict[str, str] = {name: plan.family for name, plan in PRESETS.items()}
 # The model each preset is for (a key of ralu.cost.COST_MODELS): its speed-up is estimated on that
 # model's dimensions against that model's own step count (FLUX.1-dev 50, SD3 Medium 28, the turbo 4).
-PRESET_MODEL: dict[str, str] = {
-    "flux_4x": "flux",
-    "flux_5x": "flux",
-    "flux_7x": "flux",
-    "sd3_2x": "sd3",
-    "sd3_3x": "sd3",
-    "sd35_turbo": "sd3.5_large_turbo",
-}
+PRESET_MODEL: dict[str, str] = {name: plan.model for name, plan in PRESETS.items()}  # type: ignore[misc]
 
 _ENDS_INCREASE = "the stage ends are progress values that strictly increase"
 # Below this the re-noise covariance I + gamma 11^T (gamma = -1/Z^2) is not positive semi-definite.
@@ -183,6 +203,7 @@ def make_plan(
     base_shift: float = 3.0,
     name: str = "custom",
     family: str = "flux",
+    model: str | None = None,
 ) -> Plan:
     """Validate, then solve NT-DM for the shifts and / or Z the caller left as None."""
     validate_plan(steps, ends, up_ratio, shifts, z)
@@ -198,6 +219,7 @@ def make_plan(
         shifts=tuple(float(h) for h in solved_shifts),  # type: ignore[arg-type]
         z=float(solved_z),
         family=family,
+        model=model,
     )
 
 

@@ -1,10 +1,12 @@
 """`make demo`: run the shipped RALU workflows and their plain comparisons through a real ComfyUI
 server's HTTP API, save the pictures under demo_output/ and print what each cost: FLUX (RALU 4x and 7x
-against 50 plain steps) and SD3 (RALU sd3_2x and sd3_3x against 28 plain steps).
+against 50 plain steps), FLUX.1-schnell (RALU flux_schnell against 4 plain steps) and SD3 (RALU sd3_2x
+and sd3_3x against 28 plain steps).
 
 Models: the random-weight test models (`make models`), unless COMFYUI_DIR points at a ComfyUI whose
 models folder has the stock files the workflows name (FLUX.1-dev: flux1-dev.safetensors,
-t5xxl_fp16.safetensors + clip_l.safetensors, ae.safetensors; SD3 Medium:
+t5xxl_fp16.safetensors + clip_l.safetensors, ae.safetensors; FLUX.1-schnell: flux1-schnell.safetensors
+and the same; SD3 Medium:
 sd3_medium_incl_clips_t5xxlfp16.safetensors) for every family run: then those, unchanged.
 
 Each graph comes from workflows/*.json through scripts/workflow_api.py, as a user would queue it; a
@@ -13,18 +15,16 @@ first (models loaded, text encoded), then each graph is timed by the server: fro
 to its execution_success message, so the loaders and text encoders (cached from the warm-up) are not
 counted; sampling, the VAE decode and saving the PNG are.
 
-    python scripts/demo.py [--size 256] [--families flux,sd3] [--models auto|test|real] [--repeat 1]
-                           [--output demo_output]
+    python scripts/demo.py [--size 256] [--families flux,flux_schnell,sd3] [--models auto|test|real]
+                           [--repeat 1] [--output demo_output]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -35,12 +35,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from ralu.cost import COST_MODELS, StepCost, estimate_speedup_for  # noqa: E402
+from ralu.cost import COST_MODELS, estimate_speedup_for  # noqa: E402
 from ralu.plan import PRESET_MODEL, PRESETS  # noqa: E402
+from scripts.model_cost import TAESD_DECODE_FLOPS_PER_PIXEL, run_model_cost  # noqa: E402
 from scripts.workflow_api import (  # noqa: E402
     BASELINE_GROUP,
     MODE_ALWAYS,
     STOCK_MODELS,
+    STOCK_SCHNELL_MODELS,
     STOCK_SD3_CHECKPOINT,
     find_nodes,
     load_workflow,
@@ -61,24 +63,13 @@ WORKFLOW_DIR = REPO_ROOT / "workflows"
 # (warm-up, RALU sd3_2x and sd3_3x, 28 plain steps) adds under a minute, even on a busy machine.
 TEST_SIZE = 512
 CLIP_L_TOKENS = 77  # what the test models' text path (CLIP-L through CLIPLoader "sd3") gives either family
-# The test models' VAEs (taef1, taesd3) are TAESD decoders: 64 channels throughout, 3x3 convs of
-# 2 * 9 * 64 * 64 FLOPs per pixel at their level. Latent level (1/64 of the output pixels): conv_in
-# 16->64 and 9 convs; the 1/16 and 1/4 levels: 10 convs each; full level: 4 convs and conv_out 64->3.
-# About 0.54e6 FLOPs per output pixel, against 9.5e6 for the real models' KL decoder (ralu/cost.py).
-TAESD_DECODE_FLOPS_PER_PIXEL = (
-    (2 * 9 * 16 * 64 + 9 * 2 * 9 * 64 * 64) / 64
-    + 10 * 2 * 9 * 64 * 64 / 16
-    + 10 * 2 * 9 * 64 * 64 / 4
-    + 4 * 2 * 9 * 64 * 64
-    + 2 * 9 * 64 * 3
-)
 
 
 @dataclass(frozen=True)
 class Family:
     """One model family's part of the demo: its workflows, their comparison and its models."""
 
-    name: str  # the plan family: "flux" or "sd3"
+    name: str  # the model the presets are for (ralu.plan.Plan.model): "flux", "flux_schnell" or "sd3"
     presets: tuple[str, ...]  # workflows/ralu_<preset>.json; the first one's muted group is the comparison
     baseline_steps: int
     baseline_prefix: str  # the comparison's SaveImage prefix
@@ -104,6 +95,14 @@ FAMILIES = {
         "FLUX_50_steps",
         test_models.FLUX_DEV,
         "flux1-dev.safetensors, t5xxl_fp16 + clip_l, ae.safetensors",
+    ),
+    "flux_schnell": Family(
+        "flux_schnell",
+        ("flux_schnell",),
+        4,
+        "FLUX_schnell_4_steps",
+        test_models.FLUX_SCHNELL,
+        "flux1-schnell.safetensors, t5xxl_fp16 + clip_l, ae.safetensors",
     ),
     "sd3": Family("sd3", ("sd3_2x", "sd3_3x"), 28, "SD3_28_steps", test_models.SD3, STOCK_SD3_CHECKPOINT),
 }
@@ -135,10 +134,11 @@ def stock_models_available(object_info: dict, family: str = "flux") -> bool:
 
     if family == "sd3":
         return STOCK_SD3_CHECKPOINT in options("CheckpointLoaderSimple", "ckpt_name")
+    stock = STOCK_SCHNELL_MODELS if family == "flux_schnell" else STOCK_MODELS
     return (
-        STOCK_MODELS["unet_name"] in options("UNETLoader", "unet_name")
-        and set(STOCK_MODELS["clip_names"]) <= set(options("DualCLIPLoader", "clip_name1"))
-        and STOCK_MODELS["vae_name"] in options("VAELoader", "vae_name")
+        stock["unet_name"] in options("UNETLoader", "unet_name")
+        and set(stock["clip_names"]) <= set(options("DualCLIPLoader", "clip_name1"))
+        and stock["vae_name"] in options("VAELoader", "vae_name")
     )
 
 
@@ -156,46 +156,6 @@ def install_models_yaml(comfy_dir: Path, path: Path) -> Path:
         "    vae_approx: vae_approx\n"
     )
     return path
-
-
-def safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
-    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
-
-
-def blocks(shapes: dict, prefix: str, part: str = "") -> set[str]:
-    """The indices of the blocks `prefix`N. (that hold a key containing `part`)."""
-    return {k.split(".")[1] for k in shapes if k.startswith(prefix + ".") and part in k}
-
-
-def run_model_cost(unet_path: Path, family: str, text_tokens: int) -> tuple[StepCost, str]:
-    """The cost model's constants for the diffusion model file actually run (parameters, width and depth
-    read from its header, as ralu/cost.py counts them for the real models) with a TAESD edge decode, and
-    a description of it."""
-    shapes = safetensors_shapes(unet_path)
-    params = sum(math.prod(s) for k, s in shapes.items() if k != "pos_embed")  # SD3's fixed table
-    if family == "flux":
-        hidden = shapes["img_in.weight"][0]
-        double, single = blocks(shapes, "double_blocks"), blocks(shapes, "single_blocks")
-        joint, image_only = len(double) + len(single), 0
-        layout = f"{len(double)} double + {len(single)} single blocks"
-    else:  # SD3 / SD3.5 (MMDiT): one joint attention per block, MMDiT-X's attn2 over the image alone
-        hidden = shapes["x_embedder.proj.weight"][0]
-        joint, image_only = (
-            len(blocks(shapes, "joint_blocks")),
-            len(blocks(shapes, "joint_blocks", ".attn2.")),
-        )
-        layout = f"{joint} joint blocks" + (
-            f" ({image_only} with image self-attention)" if image_only else ""
-        )
-    cost = StepCost(
-        2 * params, 4 * hidden * joint, text_tokens, TAESD_DECODE_FLOPS_PER_PIXEL, 4 * hidden * image_only
-    )
-    what = f"{unet_path.name}: {params / 1e6:.1f}M parameters, hidden {hidden}, {layout}, {text_tokens} text"
-    what += " tokens"
-    return cost, what
 
 
 def as_preview(prompt: dict) -> dict:
@@ -353,7 +313,7 @@ def demo_family(
         run_cost = None
     else:
         unet = models_dir / "diffusion_models" / family.test_unet
-        run_cost, what = run_model_cost(unet, family.name, CLIP_L_TOKENS)
+        run_cost, what = run_model_cost(unet, PRESETS[family.presets[0]].family, CLIP_L_TOKENS)
         vae = replacements["vae_name"]
         model_line = (
             f"the random-weight TEST model ({what}; CLIP-L text, {vae} VAE) in place of {family.reference}"

@@ -58,11 +58,14 @@ STOCK_MODELS = {
     "clip_names": ("t5xxl_fp16.safetensors", "clip_l.safetensors"),
     "vae_name": "ae.safetensors",
 }
+# FLUX.1-schnell's users have the same text encoders and VAE.
+STOCK_SCHNELL_MODELS = {**STOCK_MODELS, "unet_name": "flux1-schnell.safetensors"}
 # What an SD3 Medium user has: the checkpoint with CLIP-L, CLIP-G, T5-XXL and the VAE in one file, as
 # ComfyUI's own SD3 example loads it (CheckpointLoaderSimple).
 STOCK_SD3_CHECKPOINT = "sd3_medium_incl_clips_t5xxlfp16.safetensors"
 # The random-weight stand-ins that `python -m tests.models` builds (tests/models/builders.py), per model
-# family. The CLIP-L text path (CLIPLoader type "sd3") conditions both families.
+# a plan is for (ralu.plan.Plan.model: the families' own, and FLUX.1-schnell). The CLIP-L text path
+# (CLIPLoader type "sd3") conditions both families.
 TEST_MODELS = {
     "unet_name": "ralu_test_flux_dev.safetensors",
     "clip": {"clip_name": "ralu_test_clip_l.safetensors", "type": "sd3"},
@@ -70,6 +73,7 @@ TEST_MODELS = {
 }
 TEST_MODELS_BY_FAMILY = {
     "flux": TEST_MODELS,
+    "flux_schnell": {**TEST_MODELS, "unet_name": "ralu_test_flux_schnell.safetensors"},
     "sd3": {**TEST_MODELS, "unet_name": "ralu_test_sd3.safetensors", "vae_name": "taesd3"},
 }
 # The separate loaders a checkpoint loader's outputs (MODEL, CLIP, VAE) become with the test models.
@@ -304,8 +308,8 @@ def prune_to(prompt: Mapping, keep: Iterable[str]) -> dict:
 
 
 def replacements_for_test_models(width: int = 256, height: int = 256, family: str = "flux", **extra) -> dict:
-    """Replacements that swap the stock files of a model family ("flux": FLUX.1-dev, "sd3": SD3 Medium)
-    for that family's test models, at width x height."""
+    """Replacements that swap the stock files of a model ("flux": FLUX.1-dev, "flux_schnell", "sd3": SD3
+    Medium) for its test models, at width x height."""
     if family not in TEST_MODELS_BY_FAMILY:
         raise WorkflowError(f"family ({family!r}) must be one of {', '.join(TEST_MODELS_BY_FAMILY)}")
     return {**copy.deepcopy(TEST_MODELS_BY_FAMILY[family]), "width": width, "height": height, **extra}
@@ -408,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         "--family",
         choices=sorted(TEST_MODELS_BY_FAMILY),
         default="flux",
-        help="whose test models --test-models swaps in: flux (default) or sd3",
+        help="whose test models --test-models swaps in: flux (default), flux_schnell or sd3",
     )
     opts = parser.parse_args(argv)
     workflow = load_workflow(opts.workflow)

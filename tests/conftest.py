@@ -43,6 +43,7 @@ class TestModels:
 
     dir: Path
     flux_dev: str  # UNETLoader unet_name
+    flux_schnell: str  # UNETLoader unet_name: the same without guidance_in (FluxSchnell)
     sd3: str  # UNETLoader unet_name: SD3 Medium's key layout
     sd35_large: str  # SD3.5 Large's (qk-norm)
     sd35_medium: str  # SD3.5 Medium's (MMDiT-X: qk-norm and x_block self-attention)
@@ -95,6 +96,7 @@ def test_models() -> TestModels:
     return TestModels(
         dir=models_dir.resolve(),
         flux_dev=models.FLUX_DEV,
+        flux_schnell=models.FLUX_SCHNELL,
         sd3=models.SD3,
         sd35_large=models.SD35_LARGE,
         sd35_medium=models.SD35_MEDIUM,

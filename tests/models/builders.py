@@ -33,6 +33,7 @@ FOLDERS = ("diffusion_models", "text_encoders", "vae", "vae_approx")
 
 # Names as ComfyUI's loaders list them.
 FLUX_DEV = "ralu_test_flux_dev.safetensors"  # UNETLoader / diffusion_models
+FLUX_SCHNELL = "ralu_test_flux_schnell.safetensors"  # the same without guidance_in: FluxSchnell
 SD3 = "ralu_test_sd3.safetensors"  # UNETLoader / diffusion_models: SD3 Medium's key layout
 SD35_LARGE = "ralu_test_sd35_large.safetensors"  # SD3.5 Large's: qk-norm (ln_q / ln_k)
 SD35_MEDIUM = "ralu_test_sd35_medium.safetensors"  # SD3.5 Medium's MMDiT-X: qk-norm + x_block.attn2
@@ -144,17 +145,21 @@ def _meta_state_dict(make: Callable):
         return make().state_dict()
 
 
-def build_flux_dev() -> dict:
-    import comfy.ldm.flux.model
-    import comfy.ops
-    import torch
+def _flux_builder(filename: str, guidance_embed: bool) -> Callable[[], dict]:
+    def build() -> dict:
+        import comfy.ldm.flux.model
+        import comfy.ops
+        import torch
 
-    shapes = _meta_state_dict(
-        lambda: comfy.ldm.flux.model.Flux(
-            dtype=torch.bfloat16, device="meta", operations=comfy.ops.disable_weight_init, **FLUX_DEV_CONFIG
+        config = {**FLUX_DEV_CONFIG, "guidance_embed": guidance_embed}
+        shapes = _meta_state_dict(
+            lambda: comfy.ldm.flux.model.Flux(
+                dtype=torch.bfloat16, device="meta", operations=comfy.ops.disable_weight_init, **config
+            )
         )
-    )
-    return random_weights(shapes, FLUX_DEV, torch.bfloat16)
+        return random_weights(shapes, filename, torch.bfloat16)
+
+    return build
 
 
 def _sd3_builder(layout: SD3Layout) -> Callable[[], dict]:
@@ -236,7 +241,15 @@ MODELS: tuple[ModelFile, ...] = (
         for layout in SD3_LAYOUTS
     ),
     ModelFile("text_encoders", CLIP_L, build_clip_l, "random CLIP-L (ComfyUI's config), fp16"),
-    ModelFile("diffusion_models", FLUX_DEV, build_flux_dev, "smallest detectable FLUX dev, bf16"),
+    ModelFile(
+        "diffusion_models", FLUX_DEV, _flux_builder(FLUX_DEV, True), "smallest detectable FLUX dev, bf16"
+    ),
+    ModelFile(
+        "diffusion_models",
+        FLUX_SCHNELL,
+        _flux_builder(FLUX_SCHNELL, False),
+        "the same without guidance_in: FLUX schnell, bf16",
+    ),
 )
 
 

@@ -250,6 +250,39 @@ def test_a_plan_for_sd3_is_refused_on_flux_before_sampling(comfy_host, test_mode
     assert error["node_id"] == SAMPLER_NODE
     assert error["exception_message"].strip() == (
         f"This plan ({name}) is for SD3 models, but the connected model is FLUX: choose one of its presets "
-        "(flux_4x, flux_5x, flux_7x) or set the custom plan's family to flux."
+        "(flux_4x, flux_5x, flux_7x, flux_schnell) or a custom plan whose estimate_for is a FLUX model."
     )
+    assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"
+
+
+@pytest.mark.parametrize(
+    ("unet", "plan", "message"),
+    [
+        (
+            "flux_schnell",
+            {"preset": "flux_4x"},
+            "This plan (flux_4x) is for FLUX.1-dev, but the connected FLUX model is without a guidance "
+            "input, as FLUX.1-schnell, and the plan's schedule is not its: choose a FLUX.1-schnell preset "
+            "(flux_schnell), or a custom plan with estimate_for flux_schnell.",
+        ),
+        (
+            "flux_dev",
+            {"preset": "custom", "n1": 1, "estimate_for": "flux_schnell"},
+            "This plan (custom) is for FLUX.1-schnell, but the connected FLUX model is guidance-distilled, "
+            "as FLUX.1-dev, and the plan's schedule is not its: choose a FLUX.1-dev preset (flux_4x, "
+            "flux_5x, flux_7x), or a custom plan with estimate_for flux.",
+        ),
+    ],
+    ids=["dev_preset_on_schnell", "schnell_plan_on_dev"],
+)
+def test_a_plan_for_the_other_flux_is_refused_before_sampling(comfy_host, test_models, unet, plan, message):
+    prompt = ralu_prompt(test_models, size=128, prefix="wrong_flux", unet=getattr(test_models, unet))
+    prompt[PLAN_NODE]["inputs"].update(plan)
+    status, body = comfy_host.submit(prompt)
+    assert status == 200, body
+    with pytest.raises(PromptFailed) as failure:
+        comfy_host.wait(body["prompt_id"])
+    [error] = [data for kind, data in failure.value.entry["status"]["messages"] if kind == "execution_error"]
+    assert error["node_id"] == SAMPLER_NODE
+    assert error["exception_message"].strip() == message
     assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"

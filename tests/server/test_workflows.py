@@ -26,6 +26,7 @@ from scripts.workflow_api import (
     MODE_NEVER,
     NOTE_TYPES,
     STOCK_MODELS,
+    STOCK_SCHNELL_MODELS,
     STOCK_SD3_CHECKPOINT,
     find_group,
     find_nodes,
@@ -48,6 +49,7 @@ WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
 EXPECTED = {
     "ralu_flux_4x.json": "flux_4x",
     "ralu_flux_7x.json": "flux_7x",
+    "ralu_flux_schnell.json": "flux_schnell",
     "ralu_sd3_2x.json": "sd3_2x",
     "ralu_sd3_3x.json": "sd3_3x",
 }
@@ -61,7 +63,7 @@ TITLE_BAR = 30  # litegraph draws a node's title bar above its pos
 # File names a FLUX.1-dev or SD3 Medium user has; the test server lists only the test models, so these
 # are checked by name rather than against the combo options.
 STOCK_MODEL_NAMES = {
-    ("UNETLoader", "unet_name"): {STOCK_MODELS["unet_name"]},
+    ("UNETLoader", "unet_name"): {STOCK_MODELS["unet_name"], STOCK_SCHNELL_MODELS["unet_name"]},
     ("DualCLIPLoader", "clip_name1"): set(STOCK_MODELS["clip_names"]),
     ("DualCLIPLoader", "clip_name2"): set(STOCK_MODELS["clip_names"]),
     ("VAELoader", "vae_name"): {STOCK_MODELS["vae_name"]},
@@ -80,6 +82,7 @@ class Stock:
     scheduler: str
     baseline_prefix: str  # SaveImage prefix of the comparison
     note_words: tuple[str, ...]  # what the notes must mention besides the common words
+    edge_source: str = "vae"  # RALU KSampler's: "latent gradient" where a decode costs a real share
 
 
 STOCK = {
@@ -87,17 +90,29 @@ STOCK = {
     "flux": Stock(
         "FLUX.1-dev", "FluxGuidance", 1.0, 50, "simple", "FLUX_50_steps", ("fluxguidance", "50 steps")
     ),
+    # FLUX.1-schnell: its own 4 steps, no guidance input; edges from the latent, without a decode.
+    "flux_schnell": Stock(
+        "FLUX.1-schnell",
+        "CLIPTextEncode",
+        1.0,
+        4,
+        "simple",
+        "FLUX_schnell_4_steps",
+        ("latent gradient", "4 steps"),
+        edge_source="latent gradient",
+    ),
     # SD3 Medium as ComfyUI's SD3 example runs it: cfg with a negative prompt, Euler on sgm_uniform.
     "sd3": Stock(
         "SD3 Medium", "CLIPTextEncode", 4.5, 28, "sgm_uniform", "SD3_28_steps", ("negative", "28 steps")
     ),
 }
-# One workflow per family whose comparison group is run end to end.
-COMPARISON_RUNS = ("ralu_flux_4x.json", "ralu_sd3_2x.json")
+# One workflow per model whose comparison group is run end to end.
+COMPARISON_RUNS = ("ralu_flux_4x.json", "ralu_flux_schnell.json", "ralu_sd3_2x.json")
 
 
-def family_of(path: Path) -> str:
-    return PRESETS[EXPECTED[path.name]].family
+def model_of(path: Path) -> str:
+    """The model the workflow's preset is for (ralu.plan.Plan.model): "flux", "flux_schnell" or "sd3"."""
+    return PRESETS[EXPECTED[path.name]].model
 
 
 workflow_params = pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
@@ -266,20 +281,29 @@ def test_every_required_input_of_a_running_node_is_connected(path, object_info):
         )
 
 
-def check_flux_loaders(workflow: dict, ralu: dict) -> None:
+def check_flux_loaders(workflow: dict, ralu: dict, unet_name: str = "flux1-dev.safetensors") -> None:
     unet = one(workflow, "UNETLoader")
-    assert unet["widgets_values"] == ["flux1-dev.safetensors", "default"]
+    assert unet["widgets_values"] == [unet_name, "default"]
     clip = one(workflow, "DualCLIPLoader")
     assert clip["widgets_values"][:3] == ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux"]
     vae = one(workflow, "VAELoader")
     assert vae["widgets_values"] == ["ae.safetensors"]
-    guidance = one(workflow, "FluxGuidance")
-    assert guidance["widgets_values"] == [3.5]
     assert linked_source(workflow, ralu, "model") is unet
     assert linked_source(workflow, ralu, "vae") is vae
-    assert linked_source(workflow, guidance, "conditioning")["type"] == "CLIPTextEncode"
     texts = sorted(n["widgets_values"][0] for n in nodes_of(workflow, "CLIPTextEncode"))
     assert texts[0] == "" and len(texts[1]) > 40  # an empty negative (unused at cfg 1) and a real prompt
+
+
+def check_flux_dev_loaders(workflow: dict, ralu: dict) -> None:
+    check_flux_loaders(workflow, ralu)
+    guidance = one(workflow, "FluxGuidance")
+    assert guidance["widgets_values"] == [3.5]
+    assert linked_source(workflow, guidance, "conditioning")["type"] == "CLIPTextEncode"
+
+
+def check_flux_schnell_loaders(workflow: dict, ralu: dict) -> None:
+    check_flux_loaders(workflow, ralu, STOCK_SCHNELL_MODELS["unet_name"])
+    assert not nodes_of(workflow, "FluxGuidance")  # schnell has no guidance input
 
 
 def check_sd3_loaders(workflow: dict, ralu: dict) -> None:
@@ -304,16 +328,21 @@ def check_sd3_loaders(workflow: dict, ralu: dict) -> None:
 def test_the_graph_is_the_documented_one(path):
     workflow = load_workflow(path)
     preset = EXPECTED[path.name]
-    family = family_of(path)
-    stock = STOCK[family]
+    model = model_of(path)
+    stock = STOCK[model]
     ralu = one(workflow, "RALUKSampler")
-    {"flux": check_flux_loaders, "sd3": check_sd3_loaders}[family](workflow, ralu)
+    checks = {
+        "flux": check_flux_dev_loaders,
+        "flux_schnell": check_flux_schnell_loaders,
+        "sd3": check_sd3_loaders,
+    }
+    checks[model](workflow, ralu)
     assert one(workflow, "EmptySD3LatentImage")["widgets_values"] == [1024, 1024, 1]
     planner = one(workflow, "RALUStagePlanner")
     assert planner["widgets_values"][0] == preset
-    assert planner["widgets_values"][12] == family  # estimate_for: the family of a custom plan
+    assert planner["widgets_values"][12] == model  # estimate_for: the model of a custom plan
     seed, control, cfg, edge_source, _ = ralu["widgets_values"]
-    assert (control, cfg, edge_source) == ("fixed", stock.cfg, "vae")
+    assert (control, cfg, edge_source) == ("fixed", stock.cfg, stock.edge_source)
     assert linked_source(workflow, ralu, "positive")["type"] == stock.positive_from
     assert linked_source(workflow, ralu, "plan") is planner
     saves = {n["widgets_values"][0]: n for n in nodes_of(workflow, "SaveImage")}
@@ -378,7 +407,7 @@ def test_layout_has_no_overlapping_nodes_or_groups(path):
 
 @workflow_params
 def test_conversion_leaves_the_muted_comparison_out_until_it_is_enabled(path, object_info):
-    stock = STOCK[family_of(path)]
+    stock = STOCK[model_of(path)]
     workflow = load_workflow(path)
     prompt = to_api(workflow, object_info)
     assert "KSampler" not in {n["class_type"] for n in prompt.values()}
@@ -398,21 +427,22 @@ def image_refs(entry: dict, node_id: str) -> list[dict]:
 
 
 def stand_ins_for(path: Path, **extra) -> dict:
-    return replacements_for_test_models(SIZE, SIZE, family=family_of(path), **extra)
+    return replacements_for_test_models(SIZE, SIZE, family=model_of(path), **extra)
 
 
 @workflow_params
 def test_the_stock_loaders_become_the_test_models(path, object_info):
     """What the end-to-end runs load: each family's test model, CLIP-L and tiny VAE, in loaders the
     server has, wired where the stock loaders' outputs went (SD3's checkpoint becomes three loaders)."""
-    family = family_of(path)
+    model = model_of(path)
     shipped = to_api(set_group_mode(load_workflow(path), BASELINE_GROUP, MODE_ALWAYS), object_info)
     prompt = substitute(shipped, stand_ins_for(path))
     loaders = {n["class_type"]: n["inputs"] for n in prompt.values() if n["class_type"].endswith("Loader")}
     unet, vae = {
         "flux": ("ralu_test_flux_dev.safetensors", "taef1"),
+        "flux_schnell": ("ralu_test_flux_schnell.safetensors", "taef1"),
         "sd3": ("ralu_test_sd3.safetensors", "taesd3"),
-    }[family]
+    }[model]
     assert loaders == {
         "UNETLoader": {"unet_name": unet, "weight_dtype": "default"},
         "CLIPLoader": {"clip_name": "ralu_test_clip_l.safetensors", "type": "sd3", "device": "default"},
@@ -457,7 +487,7 @@ def test_the_ralu_part_runs_end_to_end_on_the_test_models(path, comfy_host, obje
 @pytest.mark.parametrize("name", COMPARISON_RUNS)
 def test_the_comparison_runs_on_the_same_seed_when_enabled(comfy_host, object_info, name):
     path = WORKFLOW_DIR / name
-    prefix = STOCK[family_of(path)].baseline_prefix
+    prefix = STOCK[model_of(path)].baseline_prefix
     workflow = set_group_mode(load_workflow(path), BASELINE_GROUP, MODE_ALWAYS)
     prompt = to_api(workflow, object_info)
     (save,) = find_nodes(prompt, "SaveImage", filename_prefix=prefix)
@@ -472,8 +502,8 @@ def test_the_comparison_runs_on_the_same_seed_when_enabled(comfy_host, object_in
     assert image_refs(entry, save)[0]["filename"].startswith(prefix)
 
 
-def test_every_family_has_a_comparison_run():
-    assert sorted(family_of(WORKFLOW_DIR / name) for name in COMPARISON_RUNS) == sorted(STOCK)
+def test_every_model_has_a_comparison_run():
+    assert sorted(model_of(WORKFLOW_DIR / name) for name in COMPARISON_RUNS) == sorted(STOCK)
 
 
 # ----------------------------------------------------------------------------- converter semantics

@@ -69,19 +69,26 @@ def test_text_tokens_make_the_real_speedup_smaller_than_linear_only():
 
 
 def test_unknown_model():
-    with pytest.raises(ValueError, match=r"model \('sdxl'\) must be one of flux, sd3, sd3.5_large"):
+    with pytest.raises(
+        ValueError, match=r"model \('sdxl'\) must be one of flux, flux_schnell, sd3, sd3.5_large"
+    ):
         estimate_speedup(FLUX_4X, "sdxl", 1024, 1024)
 
 
 def test_the_models_an_estimate_can_be_for():
-    names = {key: (m.label, m.family, m.baseline_steps) for key, m in COST_MODELS.items()}
+    names = {key: (m.label, m.family, m.baseline_steps, m.time_shift) for key, m in COST_MODELS.items()}
     assert names == {
-        "flux": ("FLUX.1-dev", "flux", 50),
-        "sd3": ("SD3 Medium", "sd3", 28),
-        "sd3.5_large": ("SD3.5 Large", "sd3", 28),
-        "sd3.5_large_turbo": ("SD3.5 Large Turbo", "sd3", 4),
-        "sd3.5_medium": ("SD3.5 Medium", "sd3", 40),
+        "flux": ("FLUX.1-dev", "flux", 50, 3.0),
+        "flux_schnell": ("FLUX.1-schnell", "flux", 4, 1.0),
+        "sd3": ("SD3 Medium", "sd3", 28, 3.0),
+        "sd3.5_large": ("SD3.5 Large", "sd3", 28, 3.0),
+        "sd3.5_large_turbo": ("SD3.5 Large Turbo", "sd3", 4, 3.0),
+        "sd3.5_medium": ("SD3.5 Medium", "sd3", 40, 3.0),
     }
+    # Schnell is FLUX.1-dev's network prompted with 256 T5 tokens.
+    schnell, dev = COST_MODELS["flux_schnell"].step, COST_MODELS["flux"].step
+    assert (schnell.text_tokens, dev.text_tokens) == (256, 512)
+    assert schnell.linear_flops_per_token == dev.linear_flops_per_token
     # The families' own models keep their keys (the Planner's estimate_for values saved in workflows).
     assert all(COST_MODELS[family].family == family for family in FAMILIES)
     assert {family: COST_MODELS[family].step for family in FAMILIES} == FAMILY_COST
@@ -128,6 +135,13 @@ def test_sd35_turbo_against_the_turbos_own_four_steps():
     assert 1.3 < estimate.speedup < estimate.linear_only_speedup
     # The same plan against SD3.5 Large's 28 steps would claim about 10x: the baseline matters.
     assert estimate_speedup(PRESETS["sd35_turbo"], "sd3.5_large", 1024, 1024).speedup > 9
+
+
+def test_flux_schnell_against_schnells_own_four_steps():
+    estimate = estimate_speedup(PRESETS["flux_schnell"], "flux_schnell", 1024, 1024)
+    assert estimate.baseline_steps == 4
+    assert estimate.linear_only_speedup == pytest.approx(4 / (0.25 + (0.25 * 0.7 + 0.3) + 2), rel=1e-12)
+    assert 1.3 < estimate.speedup < estimate.linear_only_speedup
 
 
 def test_the_larger_model_spends_less_of_its_step_on_text_and_decode():

@@ -30,6 +30,7 @@ def test_presets_carry_the_published_stage_layout():
         "sd3_2x": ((5, 6, 9), (0.2, 0.3, 1.0), 0.3),
         "sd3_3x": ((3, 3, 6), (0.25, 0.3, 1.0), 0.2),
         "sd35_turbo": ((1, 1, 2), (0.2, 0.4, 1.0), 0.3),
+        "flux_schnell": ((1, 1, 2), (0.4, 0.55, 1.0), 0.3),
     }
     assert FLUX_4X.shifts == (5.019, 2.589, 2.226) and FLUX_4X.z == 6.317
     assert PRESET_FAMILY == {
@@ -39,6 +40,7 @@ def test_presets_carry_the_published_stage_layout():
         "sd3_2x": "sd3",
         "sd3_3x": "sd3",
         "sd35_turbo": "sd3",
+        "flux_schnell": "flux",
     }
     assert all(name == plan.name for name, plan in PRESETS.items())
 
@@ -46,22 +48,37 @@ def test_presets_carry_the_published_stage_layout():
 def test_each_preset_names_the_model_it_is_for():
     assert set(PRESET_MODEL) == set(PRESETS)
     # The published presets are for FLUX.1-dev and SD3 Medium, the models named by their families.
-    assert {n: m for n, m in PRESET_MODEL.items() if n != "sd35_turbo"} == {
-        n: f for n, f in PRESET_FAMILY.items() if n != "sd35_turbo"
+    ours = {"sd35_turbo": "sd3.5_large_turbo", "flux_schnell": "flux_schnell"}
+    assert {n: m for n, m in PRESET_MODEL.items() if n not in ours} == {
+        n: f for n, f in PRESET_FAMILY.items() if n not in ours
     }
-    assert PRESET_MODEL["sd35_turbo"] == "sd3.5_large_turbo"
+    assert {n: PRESET_MODEL[n] for n in ours} == ours
+    assert all(plan.model == PRESET_MODEL[name] for name, plan in PRESETS.items())
 
 
-def test_the_sd35_turbo_preset_is_a_four_step_sd3_plan():
-    turbo = PRESETS["sd35_turbo"]
-    assert turbo.family == "sd3"
-    assert turbo.steps == (1, 1, 2) and turbo.total_steps == 4  # the turbo's own step count
-    assert turbo.shifts == (5.060, 2.365, 2.861) and turbo.z == 5.436
+@pytest.mark.parametrize(
+    ("name", "family", "shifts", "z"),
+    [
+        ("sd35_turbo", "sd3", (5.060, 2.365, 2.861), 5.436),
+        ("flux_schnell", "flux", (1.001, 1.025, 1.042), 4.47),
+    ],
+)
+def test_the_distilled_presets_are_four_step_plans(name, family, shifts, z):
+    plan = PRESETS[name]
+    assert plan.family == family
+    assert plan.steps == (1, 1, 2) and plan.total_steps == 4  # the distilled model's own step count
+    assert plan.shifts == shifts and plan.z == z
     # Each stage starts before the previous one ended, and keeps most of the picture: Z as small as
     # the published presets' keeps the re-noise from sending a stage back to almost pure noise.
-    assert 0.0 < turbo.starts[1] < turbo.ends[0] and 0.0 < turbo.starts[2] < turbo.ends[1]
-    published = [p.z for name, p in PRESETS.items() if name != "sd35_turbo"]
-    assert min(published) <= turbo.z <= max(published)
+    assert 0.0 < plan.starts[1] < plan.ends[0] and 0.0 < plan.starts[2] < plan.ends[1]
+    published = [p.z for other, p in PRESETS.items() if other not in ("sd35_turbo", "flux_schnell")]
+    assert min(published) <= plan.z <= max(published)
+
+
+def test_a_custom_plan_carries_the_model_it_was_made_for():
+    plan = make_plan(**GOOD, shifts=(3.0, 3.0, 3.0), z=6.0, model="flux_schnell")
+    assert (plan.family, plan.model) == ("flux", "flux_schnell")
+    assert make_plan(**GOOD, shifts=(3.0, 3.0, 3.0), z=6.0).model is None
 
 
 def test_plans_carry_their_model_family():
