@@ -77,6 +77,9 @@ GPU_SIZE = 1024
 GPU_TEXT_TOKENS = 512  # FLUX.1-dev's T5 tokens
 FLUX_DEV_DEPTH = {"depth": 19, "depth_single_blocks": 38}
 CACHES = ("easycache", "lazycache")
+# RALU flux_4x with its edges from a gradient kernel on the stage-1 latent (no decode): its selection is
+# compared with the same run's VAE path.
+LATENT_EDGES_ROW = "flux_4x+latent"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Row:
     steps: int | None = None
     preset: str | None = None
     cache: str | None = None
+    edges: str = "vae"  # RALU KSampler's edge_source
 
     @property
     def is_baseline(self) -> bool:
@@ -104,6 +108,11 @@ def default_rows(presets: dict, baseline_steps: int = BASELINE_STEPS) -> list[Ro
         names = ", ".join(p.name for p in flux if p.total_steps == steps)
         rows.append(Row(f"naive{steps}", f"plain sampler, {steps} steps (as {names})", steps=steps))
     rows += [Row(plan.name, f"RALU {plan.name}", preset=plan.name) for plan in flux]
+    rows.append(
+        Row(
+            LATENT_EDGES_ROW, "RALU flux_4x, latent-gradient edges", preset="flux_4x", edges="latent gradient"
+        )
+    )
     label = {"easycache": "EasyCache", "lazycache": "LazyCache"}
     rows += [Row(f"flux_4x+{c}", f"RALU flux_4x + {label[c]}", preset="flux_4x", cache=c) for c in CACHES]
     plain_cached = f"plain sampler, {baseline_steps} steps + EasyCache"
@@ -346,6 +355,7 @@ class Bench:
         self.counter = ForwardCounter(self.model.get_model_object("diffusion_model"))
         self.timers = Timers(torch.cuda.synchronize if self.cuda else lambda: None)
         self.memory = PeakMemory(self.cuda)
+        self.early_masks: dict = {}  # each RALU row's last early_mask output
 
     def close(self) -> None:
         self.counter.close()
@@ -372,7 +382,7 @@ class Bench:
                 callback=callback, disable_pbar=True, seed=self.seed,
             )  # fmt: skip
             return None
-        _, _, result = self.glue.run_ralu_ksampler(
+        _, early_mask, result = self.glue.run_ralu_ksampler(
             model,
             self.positive,
             self.negative,
@@ -382,9 +392,10 @@ class Bench:
             self.seed,
             1.0,
             None,
-            "vae",
+            row.edges,
             True,
         )
+        self.early_masks[row.key] = early_mask
         return result
 
     def run(self, row: Row, count_flops: bool = False) -> RowRun:
@@ -430,6 +441,8 @@ class Bench:
 def modelled_speedup(cost: StepCost, row: Row, run: RowRun, presets: dict, size: int) -> float:
     """ralu/cost.py's speed-up over the baseline for what the row ran: the plan's steps at its stage
     token counts (less the steps a cache answered) plus the edge decode, or the plain sampler's forwards."""
+    if row.edges != "vae":  # no decode: edges from the latent
+        cost = dataclasses.replace(cost, vae_decode_flops_per_pixel=0.0)
     full_step = cost.step_flops((size // PIXELS_PER_TOKEN_SIDE) ** 2)
     baseline = BASELINE_STEPS * full_step
     if row.preset is None:
@@ -661,6 +674,15 @@ def summarise(bench: Bench, rows: list[Row], flops: dict, timed: dict, run_cost:
     return out
 
 
+def latent_edges_overlap(early_masks: dict) -> tuple[int, int] | None:
+    """(cells both edge sources upsampled early, cells the VAE path upsampled early) for flux_4x, from the
+    early_mask outputs (1 on each chosen 32x32-pixel cell); None unless both rows ran."""
+    if "flux_4x" not in early_masks or LATENT_EDGES_ROW not in early_masks:
+        return None
+    vae, latent = (early_masks[key][..., ::32, ::32] > 0.5 for key in ("flux_4x", LATENT_EDGES_ROW))
+    return int((vae & latent).sum()), int(vae.sum())
+
+
 def fit_step_time(results: list[dict], text_tokens: int) -> tuple[float, float] | None:
     """Seconds per model call that do not depend on the tokens, and seconds per token, fitted (least
     squares) to the rows without a cache: wall time less the transitions = calls x fixed + token-calls
@@ -784,6 +806,15 @@ def main(argv: list[str] | None = None) -> int:
         "stage hook and edge scorer in the bench.",
         f"Peak memory: {bench.memory.method}, the largest of the rounds.",
     ]
+    overlap = latent_edges_overlap(bench.early_masks)
+    if overlap is not None:
+        shared, chosen = overlap
+        notes.append(
+            f"Latent-gradient edges: of the {chosen} low-res cells RALU flux_4x upsampled early from the "
+            f"VAE decode's Canny edges, the latent-gradient row chose {shared} too "
+            f"({100 * shared / chosen:.0f}%), with no decode. On random weights this says nothing about "
+            "which choice is better."
+        )
     fit = fit_step_time(results, opts.text_tokens)
     if fit is not None:
         fixed, per_token = fit

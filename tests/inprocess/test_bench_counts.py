@@ -95,15 +95,31 @@ def test_the_flop_counter_sees_ralu_save_what_the_flop_model_says(counted, tiny_
             continue
         assert run.flops < baseline.flops, row.key
         decode = run.flops_by_op["aten.convolution"]  # the one half-size edge decode
-        assert decode == pytest.approx(TAESD_DECODE_FLOPS_PER_PIXEL * (SIZE // 2) ** 2, rel=1e-6), row.key
+        half_size_decode = TAESD_DECODE_FLOPS_PER_PIXEL * (SIZE // 2) ** 2
+        if row.edges == "vae":
+            assert decode == pytest.approx(half_size_decode, rel=1e-6), row.key
+        else:  # no decode: only the gradient kernel's convolution over the latent
+            assert 0 < decode < 1e-4 * half_size_decode, row.key
         modelled = bench_script.modelled_speedup(transformer_only, row, run, bench.presets, SIZE)
         counted_speedup = baseline.flops / (run.flops - decode)
         assert 0.8 <= counted_speedup / modelled <= 1.2, (row.key, counted_speedup, modelled)
         checked += 1
-    assert checked == len(flux_presets(bench)) + 2
+    assert checked == len(flux_presets(bench)) + 3  # and the caches' two rows, the latent edges' one
     # The naive rows only shorten the plain sampler: their counts scale with the steps exactly.
     for row, run in runs.values():
         if row.preset is None and row.cache is None:
             assert run.flops * bench_script.BASELINE_STEPS == pytest.approx(
                 baseline.flops * row.steps, rel=1e-6
             )
+
+
+def test_the_latent_edges_row_is_compared_cell_by_cell_with_the_vae_path(counted):
+    bench, runs = counted
+    row, _ = runs[bench_script.LATENT_EDGES_ROW]
+    assert (row.preset, row.edges) == ("flux_4x", "latent gradient")
+    shared, chosen = bench_script.latent_edges_overlap(bench.early_masks)
+    low_res_cells = (SIZE // 32) ** 2
+    assert chosen == int(low_res_cells * bench.presets["flux_4x"].up_ratio)  # the plan's k cells
+    vae, latent = (bench.early_masks[key] for key in ("flux_4x", bench_script.LATENT_EDGES_ROW))
+    assert int((latent > 0.5).sum()) == int((vae > 0.5).sum())  # the same k, wherever they lie
+    assert shared == int(((vae > 0.5) & (latent > 0.5)).sum()) // 32**2
