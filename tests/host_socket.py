@@ -2,7 +2,7 @@
 
     with HostSocket(comfy_host) as socket:       # connected as comfy_host.client_id, status received
         entry = comfy_host.run(prompt)
-        socket.wait_for(lambda m: ("executed", SAMPLER_NODE) in ...)
+        socket.wait_for(done)                     # until done(messages) is true
     socket.messages                              # [(type, data), ...] in the order the server sent them
 
 JSON messages are kept as (type, data). Of the binary ones, progress texts (the server's
@@ -12,6 +12,7 @@ send_progress_text) become ("progress_text", {"node": ..., "text": ...}), others
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -54,7 +55,8 @@ class HostSocket:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):  # the server may have closed it first
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._reader.join(5)
 
