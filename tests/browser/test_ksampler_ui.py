@@ -83,8 +83,10 @@ DOCS_SCREENSHOT = REPO_ROOT / "docs" / "images" / OVERLAY_SCREENSHOT
 
 # First in the module: the page holds no earlier outputs for the sampler's node id, so the picture
 # lands under the toggle as it does for a user's first run.
-def test_the_stage_readout_advances_and_the_overlay_follows_the_toggle(page, comfy_host, test_models,
-                                                                        screenshot_dir):  # fmt: skip
+def test_the_stage_readout_advances_and_the_overlay_follows_the_toggle(
+    page, comfy_host, test_models, frontend_log, screenshot_dir
+):
+    mark = frontend_log.mark()
     # flux_4x (5, 6 and 7 steps, 19 of 64 cells early) at a seed no other test uses.
     prompt = ralu_prompt(test_models, seed=9191, preset="flux_4x", prefix="ui_overlay")
     page.evaluate(LOAD_API, prompt)
@@ -146,6 +148,8 @@ def test_the_stage_readout_advances_and_the_overlay_follows_the_toggle(page, com
     sent = page.evaluate(PROMPT_OF_NODE, sampler)
     assert TOGGLE not in sent["output"]["inputs"]
     assert TOGGLE not in json.dumps(sent["workflow_node"].get("widgets_values"))
+    # Nothing went wrong in the page meanwhile (an exception in our draw hook is logged, not raised).
+    assert not frontend_log.since(mark), "\n".join(frontend_log.since(mark))
 
 
 def test_the_sampler_shows_its_tokens_and_calls_per_stage(page, comfy_host, test_models):
