@@ -8,7 +8,9 @@ a custom KSAMPLER function under ComfyUI's own guider, cfg batching, conds and m
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 import comfy.model_management
 import comfy.patcher_extension
@@ -17,6 +19,7 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 import torch
+from comfy_execution.utils import get_executing_context
 
 from .families import ModelFamily, RaluInputError, StagePositions, family_of
 from .ralu.edge_map import FULL_RES_CELL, edge_map_and_scores
@@ -38,6 +41,9 @@ CONDITIONING_REFUSALS = {
 }
 # ComfyUI's EasyCache and LazyCache keep their state under this transformer_options key.
 STEP_CACHE_KEY = "easycache"
+# The early-upsampled cells on the result's preview: this colour, mixed in at this weight.
+EARLY_TINT = (1.0, 0.35, 0.0)
+EARLY_TINT_WEIGHT = 0.5
 
 
 def check_plan_family(plan: Plan, family: ModelFamily, model) -> None:
@@ -149,6 +155,34 @@ def vae_decode_keeping_models(vae, latent: torch.Tensor) -> torch.Tensor:
     image = vae.decode(latent)
     comfy.model_management.load_models_gpu(in_use)
     return image.reshape(-1, *image.shape[-3:])[..., :3].to(device=latent.device, dtype=torch.float32)
+
+
+def result_previews(model, latent: torch.Tensor, early: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The result in ComfyUI's latent preview colours (no VAE decode), and the same with the early
+    cells of `early` (B, H, W) tinted: (B, H, W, 3) each, on the CPU."""
+    plain = latent_to_rgb(model, latent).cpu()
+    weight = EARLY_TINT_WEIGHT * early.to(plain).unsqueeze(-1)
+    return plain, plain * (1 - weight) + torch.tensor(EARLY_TINT) * weight
+
+
+def stage_readout(plan: Plan, step: int) -> str:
+    """What the node shows once `step` (0-based, over all stages) is done: "stage 2/3, step 4/9"."""
+    stage = bisect_right(list(accumulate(plan.steps)), step)
+    return f"stage {stage + 1}/3, step {step + 1}/{plan.total_steps}"
+
+
+def node_text_sender():
+    """Shows a text on the running node through the server's progress_text channel (the frontend
+    writes it under the node), or None when no server runs the node (in-process use)."""
+    context = get_executing_context()
+    if context is None:
+        return None
+    from server import PromptServer
+
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return None
+    return lambda text: server.send_progress_text(text, context.node_id, server.client_id)
 
 
 @dataclass
@@ -316,9 +350,12 @@ def run_ralu_ksampler(
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     previewer = latent_preview.get_previewer(patched.load_device, patched.model.latent_format)
     progress = comfy.utils.ProgressBar(plan.total_steps)
+    show_text = node_text_sender()
 
     def on_step(step: int, x0_full_res) -> None:
         image = None if previewer is None else previewer.decode_latent_to_preview_image("JPEG", x0_full_res())
+        if show_text is not None:
+            show_text(stage_readout(plan, step))
         progress.update_absolute(step + 1, plan.total_steps, image)
 
     run = RaluRun(

@@ -1,6 +1,6 @@
 from comfy_api.latest import io, ui
 
-from ..comfy_glue import run_ralu_ksampler
+from ..comfy_glue import result_previews, run_ralu_ksampler
 from .plan_type import RaluPlan
 from .shared_inputs import ListedCombo, faithful_gray_input, force_mask_input
 
@@ -103,4 +103,15 @@ class RALUKSampler(io.ComfyNode):
         if result.steps_skipped is not None:
             skipped = ", ".join(map(str, result.steps_skipped))
             summary += f"; steps skipped by the step cache per stage: {skipped}"
-        return io.NodeOutput(latent, early, ui=ui.PreviewText(summary))
+        plain, tinted = result_previews(model, result.latent, early)
+        # "images" is what the frontend shows on the node; web/ralu_overlay.js swaps in "ralu_plain"
+        # when its toggle hides the early regions.
+        return io.NodeOutput(
+            latent,
+            early,
+            ui={
+                "text": [summary],
+                "images": ui.PreviewImage(tinted, cls=cls).values,
+                "ralu_plain": ui.PreviewImage(plain, cls=cls).values,
+            },
+        )

@@ -377,7 +377,7 @@ def save_outputs(host, entry: dict, prompt: dict, out_dir: Path) -> list[Path]:
         for ref in output.get("images", []):
             if prompt[node_id]["class_type"] == "SaveImage":
                 saved.append(out_dir / ref.get("subfolder", "") / ref["filename"])
-            else:
+            elif prompt[node_id]["class_type"] == "PreviewImage":
                 previews.append(ref)
     for i, ref in enumerate(previews):
         stem = saved[0].stem.rstrip("_") if saved else "preview"
