@@ -1,5 +1,6 @@
-"""The Stage Planner's chart (web/ralu_planner.js), the node help pages (web/docs) and the template
-browser's entries (workflows/*.json with their .jpg thumbnails), in the real frontend on the live server.
+"""The Stage Planner's chart (web/ralu_planner.js), a workflow with missing model files queued from the
+UI (ComfyUI's error, no run), the node help pages (web/docs) and the template browser's entries
+(workflows/*.json with their .jpg thumbnails), in the real frontend on the live server.
 
 Screenshots go to the screenshot folder (RALU_SCREENSHOT_DIR, else /tmp): the chart, each shipped
 workflow, its template thumbnail, the template browser. With RALU_UPDATE_SCREENSHOTS=1 the tests also
@@ -24,6 +25,7 @@ from tests.comfy_path import REPO_ROOT
 from tests.host import PACK_NAME
 
 from .conftest import VIEWPORT
+from .frontend_js import QUEUE_FROM_UI, WATCH_EXECUTION
 from .test_frontend import OUR_NODES, WORKFLOWS, load_in_frontend
 
 UPDATE = os.environ.get("RALU_UPDATE_SCREENSHOTS", "") not in ("", "0")
@@ -136,6 +138,9 @@ FETCH_IMAGE = """async (url) => {
   return {status: response.status, type: blob.type, bytes: blob.size,
           size: bitmap ? [bitmap.width, bitmap.height] : null};
 }"""
+
+ERROR_DIALOG = """() => [...document.querySelectorAll(".p-dialog")].some((d) =>
+  d.innerText.includes("failed validation"))"""
 
 OPEN_TEMPLATES = "async () => { await app.extensionManager.command.execute('Comfy.BrowseTemplates'); }"
 
@@ -321,6 +326,29 @@ def test_each_workflow_shows_its_plan_on_loading(page, frontend_log, workflow_pa
         else []
     )
     keep(path, *targets)
+
+
+def test_queueing_a_workflow_whose_model_files_are_missing_gets_comfyuis_error(
+    page, comfy_host, frontend_log
+):
+    """The test server has none of the stock FLUX files. With the Planner an output node, ComfyUI would
+    run the Planner alone and report success; now the whole prompt is refused and nothing runs."""
+    path = REPO_ROOT / "workflows" / f"{README_WORKFLOW}.json"
+    load_in_frontend(page, json.loads(path.read_text()))
+    mark = frontend_log.mark()
+    page.evaluate(WATCH_EXECUTION)
+    page.evaluate(QUEUE_FROM_UI)
+    page.wait_for_function(ERROR_DIALOG, timeout=CHART_TIMEOUT_MS)
+    text = page.evaluate("() => document.querySelector('.p-dialog').innerText")
+    assert "Prompt outputs failed validation" in text and "flux1-dev.safetensors" in text, text
+    page.wait_for_timeout(2000)
+    assert page.evaluate("() => window.__raluRun.events") == []  # nothing started, nothing succeeded
+    assert comfy_host.get_json("/queue") == {"queue_running": [], "queue_pending": []}
+    # The frontend reports the refused prompt (its 400, its own console.error); nothing from our code.
+    problems = frontend_log.since(mark)
+    assert any("POST" in p and "/api/prompt: HTTP 400" in p for p in problems), problems
+    assert not [p for p in problems if f"/extensions/{PACK_NAME}/" in p], problems
+    page.keyboard.press("Escape")
 
 
 # ------------------------------------------------------------------------------------ templates
