@@ -43,9 +43,9 @@ CHART_COLORS = ([0x4F, 0x9F, 0xE8], [0xE8, 0xA3, 0x3D], [0x6C, 0xC0, 0x70])  # r
 ERROR_COLOR = [0xFF, 0x7B, 0x72]
 CHART_TIMEOUT_MS = 30_000
 
-ADD_PLANNER = """() => {
+ADD_PLANNER = """(type = "RALUStagePlanner") => {
   app.graph.clear();
-  const node = LiteGraph.createNode("RALUStagePlanner");
+  const node = LiteGraph.createNode(type);
   node.pos = [300, 200];
   app.graph.add(node);
   app.canvas.ds.scale = 1;
@@ -138,6 +138,24 @@ FETCH_IMAGE = """async (url) => {
   return {status: response.status, type: blob.type, bytes: blob.size,
           size: bitmap ? [bitmap.width, bitmap.height] : null};
 }"""
+
+# Select the node and press the selection toolbox's info button, which opens the node help panel.
+OPEN_HELP = """async (id) => {
+  app.canvas.deselectAll();
+  app.canvas.selectNode(app.graph.getNodeById(id));
+  app.graph.setDirtyCanvas(true, true);
+  for (let i = 0; i < 50; i++) {
+    const button = [...document.querySelectorAll(".selection-toolbox button")]
+      .find((b) => b.innerHTML.includes("lucide--info"));
+    if (button) { button.click(); return true; }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}"""
+
+# The help panel shows `text` and every picture of the page, loaded.
+HELP_SHOWN = """({text, pictures}) => document.body.innerText.includes(text) && pictures.every((name) =>
+  [...document.images].some((img) => img.src.endsWith(`/docs/${name}`) && img.naturalWidth > 0))"""
 
 ERROR_DIALOG = """() => [...document.querySelectorAll(".p-dialog")].some((d) =>
   d.innerText.includes("failed validation"))"""
@@ -374,9 +392,9 @@ def test_the_template_browser_shows_the_workflows_with_their_thumbnails(page, fr
 
 # ------------------------------------------------------------------------------------ node help
 @pytest.mark.parametrize("node_type", list(OUR_NODES))
-def test_the_node_help_page_describes_every_input(page, object_info, node_type):
-    """What the frontend's node help panel fetches for a custom node (NodeHelpService: docs/<node>/<locale>.md
-    under the pack's web folder), and the pictures it shows."""
+def test_the_node_help_page_describes_every_input(page, frontend_log, object_info, node_type, screenshot_dir):
+    """The page the frontend's node help panel fetches for a custom node (docs/<node>/<locale>.md under
+    the pack's web folder) names every input and output, and the panel shows it with its pictures."""
     node_def = object_info[node_type]
     assert node_def["python_module"] == f"custom_nodes.{PACK_NAME}"
     url = f"/extensions/{PACK_NAME}/docs/{node_type}/en.md"
@@ -395,3 +413,16 @@ def test_the_node_help_page_describes_every_input(page, object_info, node_type):
         fetched = page.evaluate(FETCH_IMAGE, f"/extensions/{PACK_NAME}/docs/{picture}")
         assert fetched["status"] == 200 and fetched["type"] == "image/png", picture
         assert fetched["bytes"] < MAX_PICTURE_BYTES and min(fetched["size"]) >= 100, fetched
+
+    mark = frontend_log.mark()
+    node_id = page.evaluate(ADD_PLANNER, node_type)
+    assert page.evaluate(OPEN_HELP, node_id), "no help button in the selection toolbox"
+    first_sentence = text.split("\n\n")[1].split(". ")[0].replace("\n", " ").replace("**", "")
+    page.wait_for_function(HELP_SHOWN, arg={"text": first_sentence, "pictures": pictures},
+                           timeout=CHART_TIMEOUT_MS)  # fmt: skip
+    path = screenshot_dir / f"ralu_help_{node_type}.png"
+    page.screenshot(path=str(path))
+    keep(path)
+    page.evaluate(OPEN_HELP, node_id)  # the same button closes it
+    problems = frontend_log.since(mark)
+    assert not problems, "\n".join(problems)
