@@ -43,7 +43,7 @@ CHART_COLORS = ([0x4F, 0x9F, 0xE8], [0xE8, 0xA3, 0x3D], [0x6C, 0xC0, 0x70])  # r
 ERROR_COLOR = [0xFF, 0x7B, 0x72]
 CHART_TIMEOUT_MS = 30_000
 
-ADD_PLANNER = """(type = "RALUStagePlanner") => {
+ADD_NODE_ALONE = """(type) => {
   app.graph.clear();
   const node = LiteGraph.createNode(type);
   node.pos = [300, 200];
@@ -227,7 +227,7 @@ def test_the_chart_is_drawn_before_anything_runs_and_follows_the_widgets(
     page, comfy_host, frontend_log, object_info, screenshot_dir
 ):
     mark = frontend_log.mark()
-    node_id = page.evaluate(ADD_PLANNER)
+    node_id = page.evaluate(ADD_NODE_ALONE, "RALUStagePlanner")
     first = wait_for_chart(page, node_id, name="flux_4x")
     widgets = object_info["RALUStagePlanner"]["input"]["required"]
     defaults = {name: spec[1]["default"] for name, spec in widgets.items()}
@@ -291,7 +291,7 @@ def test_the_chart_is_drawn_before_anything_runs_and_follows_the_widgets(
 
 
 def test_the_chart_is_neither_saved_nor_sent(page):
-    node_id = page.evaluate(ADD_PLANNER)
+    node_id = page.evaluate(ADD_NODE_ALONE, "RALUStagePlanner")
     wait_for_chart(page, node_id, name="flux_4x")
     saved = page.evaluate("(id) => app.graph.serialize().nodes.find((n) => n.id === id)", node_id)
     sent = page.evaluate("async (id) => (await app.graphToPrompt()).output[String(id)]", node_id)
@@ -415,7 +415,7 @@ def test_the_node_help_page_describes_every_input(page, frontend_log, object_inf
         assert fetched["bytes"] < MAX_PICTURE_BYTES and min(fetched["size"]) >= 100, fetched
 
     mark = frontend_log.mark()
-    node_id = page.evaluate(ADD_PLANNER, node_type)
+    node_id = page.evaluate(ADD_NODE_ALONE, node_type)
     assert page.evaluate(OPEN_HELP, node_id), "no help button in the selection toolbox"
     first_sentence = text.split("\n\n")[1].split(". ")[0].replace("\n", " ").replace("**", "")
     page.wait_for_function(HELP_SHOWN, arg={"text": first_sentence, "pictures": pictures},
