@@ -1,7 +1,9 @@
+from dataclasses import dataclass
+
 from comfy_api.latest import io, ui
 
-from ..ralu.cost import COST_MODELS, estimate_speedup
-from ..ralu.plan import PRESET_MODEL, PRESETS, PlanError, make_plan, validate_ends
+from ..ralu.cost import COST_MODELS, CostModel, SpeedupEstimate, estimate_speedup
+from ..ralu.plan import PRESET_MODEL, PRESETS, Plan, PlanError, make_plan, validate_ends
 from ..ralu.summary import describe_plan
 from .plan_type import RaluPlan
 from .shared_inputs import ListedCombo
@@ -25,6 +27,30 @@ def custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shift_mode, h1, h2, h3, z) ->
     )
 
 
+@dataclass(frozen=True)
+class PlannerResult:
+    plan: Plan
+    model: CostModel  # the model the estimate is for
+    estimate: SpeedupEstimate
+    summary: str
+
+
+def run_planner(
+    preset, n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z, estimate_for, width, height
+) -> PlannerResult:
+    """What the Planner computes from its widget values: for its output and for the chart's route."""
+    if preset == CUSTOM:
+        model = estimate_for
+        args = custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z)
+        chosen = COST_MODELS[model]
+        plan = make_plan(**args, base_shift=chosen.time_shift, family=chosen.family, model=model)
+    else:
+        plan, model = PRESETS[preset], PRESET_MODEL[preset]
+    estimate = estimate_speedup(plan, model, height, width)
+    summary = describe_plan(plan, estimate, width, height, COST_MODELS[model].label)
+    return PlannerResult(plan, COST_MODELS[model], estimate, summary)
+
+
 class RALUStagePlanner(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -33,8 +59,10 @@ class RALUStagePlanner(io.ComfyNode):
             node_id="RALUStagePlanner",
             display_name="RALU Stage Planner",
             category="sampling/RALU",
-            # An output node is revisited when its result is cached, so the summary shows after a reload.
-            is_output_node=True,
+            # Not an output node: ComfyUI runs every valid output node of a prompt and reports success,
+            # so a Planner output would let a graph whose sampler branch fails validation (a missing
+            # model file) "succeed" with no picture. The chart on the node (web/ralu_planner.js) needs no
+            # run, so nothing is lost.
             description="Chooses how RALU splits sampling into a low-res, a mixed and a full-res stage, "
             "and estimates the speed-up.",
             inputs=[
@@ -172,13 +200,9 @@ class RALUStagePlanner(io.ComfyNode):
     def execute(
         cls, preset, n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z, estimate_for, width, height
     ) -> io.NodeOutput:
-        if preset == CUSTOM:
-            model = estimate_for
-            args = custom_plan_args(n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z)
-            chosen = COST_MODELS[model]
-            plan = make_plan(**args, base_shift=chosen.time_shift, family=chosen.family, model=model)
-        else:
-            plan, model = PRESETS[preset], PRESET_MODEL[preset]
-        estimate = estimate_speedup(plan, model, height, width)
-        summary = describe_plan(plan, estimate, width, height, COST_MODELS[model].label)
-        return io.NodeOutput(plan, ui=ui.PreviewText(summary))
+        result = run_planner(
+            preset, n1, n2, n3, e1, e2, up_ratio, shifts, h1, h2, h3, z, estimate_for, width, height
+        )
+        # The summary in the prompt's history, for API users; the frontend draws the same numbers as a
+        # chart from the widgets (plan_preview.py), before and without a run.
+        return io.NodeOutput(result.plan, ui=ui.PreviewText(result.summary))

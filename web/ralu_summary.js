@@ -2,7 +2,8 @@
 // itself: ComfyUI's frontend renders images for any node but text only for its own preview nodes.
 import { app } from "../../scripts/app.js";
 
-const NODES_WITH_SUMMARY = new Set(["RALUStagePlanner", "RALUKSampler"]);
+// The Stage Planner shows a chart instead (ralu_planner.js).
+const NODES_WITH_SUMMARY = new Set(["RALUKSampler"]);
 const WIDGET_NAME = "ralu_summary";
 const FALLBACK_FONT = "10px monospace"; // ComfyUI's .comfy-multiline-input, while not yet in the page
 const TEXTAREA_PADDING = 4; // 2 px each side

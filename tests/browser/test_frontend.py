@@ -1,7 +1,7 @@
-"""This pack in the real ComfyUI frontend (headless Chromium, playwright's sync API): the extension
-loads, the node library knows our nodes, a graph queued from the UI shows the plan summary on the
-Stage Planner (never saved in the workflow nor sent in the prompt), and the shipped workflows load
-cleanly and convert to the same prompt as scripts/workflow_api.py."""
+"""This pack in the real ComfyUI frontend (headless Chromium, playwright's sync API): the extensions
+load, the node library knows our nodes, a graph queued from the UI runs with the Stage Planner's chart
+on it (never saved in the workflow nor sent in the prompt; test_planner_chart.py tests the chart), and
+the shipped workflows load cleanly and convert to the same prompt as scripts/workflow_api.py."""
 
 from __future__ import annotations
 
@@ -33,15 +33,19 @@ from .frontend_js import (
     RUN_TIMEOUT_MS,
     SERIALIZED_NODE,
     SET_GROUP_MODE,
-    SUMMARY_SHOWN,
-    SUMMARY_STATE,
+    SUMMARY_SHOWN,  # noqa: F401  (test_ksampler_ui imports it from here)
+    SUMMARY_STATE,  # noqa: F401
     SUMMARY_TIMEOUT_MS,
     WATCH_EXECUTION,
 )
 
-EXTENSION_URL = f"/extensions/{PACK_NAME}/ralu_summary.js"
-EXTENSION_NAME = "ComfyUI-RALU.summary"  # app.registerExtension({name}) in web/ralu_summary.js
+# app.registerExtension({name}) in each of web/*.js
+EXTENSIONS = {
+    f"/extensions/{PACK_NAME}/ralu_summary.js": "ComfyUI-RALU.summary",
+    f"/extensions/{PACK_NAME}/ralu_planner.js": "ComfyUI-RALU.planner",
+}
 SUMMARY_WIDGET = "ralu_summary"
+CHART_WIDGET = "ralu_plan_chart"
 OUR_NODES = {
     "RALUStagePlanner": "RALU Stage Planner",
     "RALUEdgeMask": "RALU Edge Mask",
@@ -52,8 +56,17 @@ WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
 CONVERTER_PATH = REPO_ROOT / "scripts" / "workflow_api.py"
 SQUARE_IMAGE = "ralu_frontend_square.png"
 # Planner size inputs that no other test uses: the server then cannot answer from its cache, which
-# would send no `executed` message for the planner (see test_summary_after_queueing_from_the_ui).
+# would send no `executed` message for the planner (see test_queueing_from_the_ui).
 PLAN_WIDTH, PLAN_HEIGHT = 1152, 896
+
+
+PLANNER_CHART_FOR = """({id, width}) => app.graph.getNodeById(id).raluPlanPreview?.width === width"""
+PLANNER_CHART = """(id) => {
+  const node = app.graph.getNodeById(id);
+  const chart = node.widgets.find((w) => w.name === "ralu_plan_chart");
+  return {title: chart.element.title, widget_names: node.widgets.map((w) => w.name),
+          values: node.widgets.filter((w) => w !== chart).map((w) => w.value)};
+}"""
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -122,13 +135,15 @@ def square_image(comfy_host) -> str:
 
 
 # ------------------------------------------------------------------------------------ tests
-def test_extension_is_served_and_loaded(page, comfy_host, frontend_log):
-    assert EXTENSION_URL in comfy_host.get_json("/extensions")
-    assert page.evaluate("(name) => app.extensions.some((e) => e.name === name)", EXTENSION_NAME), (
-        f"the frontend did not register {EXTENSION_NAME!r} (from {EXTENSION_URL})"
-    )
-    fetched = [url for url in frontend_log.requested if url.split("?")[0].endswith(EXTENSION_URL)]
-    assert fetched, f"the page never requested {EXTENSION_URL}"
+def test_extensions_are_served_and_loaded(page, comfy_host, frontend_log):
+    served = comfy_host.get_json("/extensions")
+    for url, name in EXTENSIONS.items():
+        assert url in served
+        assert page.evaluate("(name) => app.extensions.some((e) => e.name === name)", name), (
+            f"the frontend did not register {name!r} (from {url})"
+        )
+        fetched = [u for u in frontend_log.requested if u.split("?")[0].endswith(url)]
+        assert fetched, f"the page never requested {url}"
     ours = frontend_log.mentioning("ralu", PACK_NAME)
     assert not ours, "the page reported problems with this pack:\n" + "\n".join(ours)
     # Only the frontend's public API: an import of its internals may break on any update.
@@ -152,11 +167,13 @@ def test_planner_added_by_type_shows_its_widgets_with_tooltips(page, object_info
     try:
         assert added["in_graph"]
         names = [w["name"] for w in added["widgets"]]
+        assert names[-1] == CHART_WIDGET  # the chart, under the inputs' widgets
+        names = names[:-1]
         assert names == widget_names(node_def)
         assert names[:4] == ["preset", "n1", "n2", "n3"]
         assert SUMMARY_WIDGET not in names  # only after the node has run
         required = node_def["input"]["required"]
-        for widget in added["widgets"]:
+        for widget in added["widgets"][:-1]:
             spec = required[widget["name"]][1]
             assert widget["value"] == spec["default"], widget
             tooltip = added["tooltips"].get(widget["name"])
@@ -166,7 +183,7 @@ def test_planner_added_by_type_shows_its_widgets_with_tooltips(page, object_info
         page.evaluate(REMOVE_NODE, added["id"])
 
 
-def test_summary_after_queueing_from_the_ui(page, comfy_host, frontend_log, square_image, object_info,
+def test_queueing_from_the_ui(page, comfy_host, frontend_log, square_image, object_info,
                                             screenshot_dir):  # fmt: skip
     ids = page.evaluate(
         BUILD_EDGE_MASK_GRAPH, {"image": square_image, "width": PLAN_WIDTH, "height": PLAN_HEIGHT}
@@ -186,20 +203,18 @@ def test_summary_after_queueing_from_the_ui(page, comfy_host, frontend_log, squa
     mask = np.asarray(comfy_host.output_images(entry)[0].convert("L"))
     assert mask.shape == (256, 256) and mask.max() == 255  # the edge cells are white
 
-    page.wait_for_function(SUMMARY_SHOWN, arg=ids["planner"], timeout=SUMMARY_TIMEOUT_MS)
-    state = page.evaluate(SUMMARY_STATE, ids["planner"])
-    summary = state["value"]
-    assert "RALU plan 'flux_4x'" in summary
-    assert "estimated speed-up" in summary
+    # The Planner shows its chart (drawn from its widgets), with the summary it ran with as its hover
+    # text, and no text box.
+    page.wait_for_function(PLANNER_CHART_FOR, arg={"id": ids["planner"], "width": PLAN_WIDTH},
+                           timeout=SUMMARY_TIMEOUT_MS)  # fmt: skip
+    chart = page.evaluate(PLANNER_CHART, ids["planner"])
+    [summary] = entry["outputs"][str(ids["planner"])]["text"]
     assert f"{PLAN_WIDTH}x{PLAN_HEIGHT}" in summary  # the estimate is for the node's own size
-    assert state["read_only"] and state["is_last"]
-    # The whole summary shows on the node, inside the window, without scrolling.
-    assert state["scroll_height"] <= state["client_height"] + 1, state
-    left, top, width, height = state["rect"]
-    assert left >= 0 and top >= 0 and left + width <= 1600 and top + height <= 1000, state
+    assert chart["title"] == summary
+    assert SUMMARY_WIDGET not in chart["widget_names"] and chart["widget_names"][-1] == CHART_WIDGET
 
     # Output only: not among the saved widget values ...
-    widget_values = [value for _, value in state["widgets"]]
+    widget_values = chart["values"]
     saved = page.evaluate(SERIALIZED_NODE, ids["planner"])
     assert saved["widgets_values"] == widget_values
     assert not any("RALU plan" in str(v) for v in saved["widgets_values"])
@@ -208,7 +223,7 @@ def test_summary_after_queueing_from_the_ui(page, comfy_host, frontend_log, squa
     inputs = sent["output"]["inputs"]
     assert sent["output"]["class_type"] == "RALUStagePlanner"
     assert set(inputs) == set(object_info["RALUStagePlanner"]["input"]["required"])
-    assert SUMMARY_WIDGET not in inputs and not any("RALU plan" in str(v) for v in inputs.values())
+    assert CHART_WIDGET not in inputs and not any("RALU plan" in str(v) for v in inputs.values())
     assert sent["workflow_node"]["widgets_values"] == widget_values
 
     path = screenshot_dir / "ralu_frontend.png"

@@ -48,6 +48,14 @@ def planner(preset="flux_4x", **custom):
     return {"class_type": "RALUStagePlanner", "inputs": inputs}
 
 
+def planner_prompt(preset="flux_4x", **custom) -> dict:
+    """The Planner as node "1", shown by ComfyUI's PreviewAny (an output node: the Planner is none)."""
+    return {
+        "1": planner(preset, **custom),
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+
+
 def edge_mask_prompt(image_name: str, plan=None, up_ratio=0.3) -> dict:
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
@@ -125,8 +133,8 @@ def test_an_invalid_custom_plan_is_rejected_before_anything_runs(comfy_host, squ
 
 
 def planner_errors(comfy_host, **inputs) -> list[dict]:
-    """The Planner's entries in /prompt's node_errors (the Planner alone is a whole prompt: an output)."""
-    status, body = comfy_host.submit({"1": planner(**inputs)})
+    """The Planner's entries in /prompt's node_errors."""
+    status, body = comfy_host.submit(planner_prompt(**inputs))
     assert status == 400, body
     assert list(body["node_errors"]) == ["1"]
     return body["node_errors"]["1"]["errors"]
@@ -195,7 +203,7 @@ def test_bad_stage_ends_get_one_message_under_e1_and_e2(comfy_host, inputs, text
 
 def test_a_good_custom_plan_is_accepted_and_carries_its_family(comfy_host):
     custom = dict(n1=3, n2=3, n3=6, e1=0.25, e2=0.3, up_ratio=0.2, shifts="manual", h1=6.0, h2=2.5, h3=2.0)
-    entry = comfy_host.run({"1": planner("custom", **custom, z=6.0, estimate_for="sd3")})
+    entry = comfy_host.run(planner_prompt("custom", **custom, z=6.0, estimate_for="sd3"))
     [summary] = entry["outputs"]["1"]["text"]
     assert "RALU plan 'custom' for SD3 models: 12 steps" in summary
     assert "estimated speed-up vs 28 steps of SD3 Medium at 1024x1024" in summary
@@ -217,18 +225,15 @@ def test_a_good_custom_plan_is_accepted_and_carries_its_family(comfy_host):
     ],
 )
 def test_the_estimate_is_for_the_model_the_plan_names(comfy_host, inputs, first_line, estimate):
-    entry = comfy_host.run({"1": planner(**inputs, shifts="manual")})
+    entry = comfy_host.run(planner_prompt(**inputs, shifts="manual"))
     [summary] = entry["outputs"]["1"]["text"]
     assert summary.startswith(first_line)
     assert estimate in summary
 
 
 def test_linked_stage_ends_are_checked_when_the_planner_runs(comfy_host):
-    prompt = {
-        "1": planner("custom", e1=["2", 0]),
-        "2": {"class_type": "PrimitiveFloat", "inputs": {"value": 0.5}},
-    }
-    prompt["1"]["inputs"]["e2"] = 0.4
+    prompt = planner_prompt("custom", e1=["3", 0], e2=0.4)
+    prompt["3"] = {"class_type": "PrimitiveFloat", "inputs": {"value": 0.5}}
     status, body = comfy_host.submit(prompt)
     assert status == 200, body
     with pytest.raises(PromptFailed, match=r"e2 \(0.4\) must be greater than e1 \(0.5\)"):
@@ -286,3 +291,18 @@ def test_a_plan_for_the_other_flux_is_refused_before_sampling(comfy_host, test_m
     assert error["node_id"] == SAMPLER_NODE
     assert error["exception_message"].strip() == message
     assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"
+
+
+def test_a_graph_with_a_missing_model_file_gets_comfyuis_error_not_a_success(comfy_host, test_models):
+    """ComfyUI runs every output node that validates and reports the prompt a success: were the Planner
+    an output node, this graph would "succeed" with the Planner alone and no picture."""
+    assert comfy_host.object_info("RALUStagePlanner")["output_node"] is False
+    prompt = ralu_prompt(test_models, size=128, prefix="missing_model")
+    prompt["1"]["inputs"]["unet_name"] = "flux1-dev.safetensors"  # not on the test server
+    status, body = comfy_host.submit(prompt)
+    assert status == 400, body
+    assert body["error"]["type"] == "prompt_outputs_failed_validation"
+    [loader_error] = body["node_errors"]["1"]["errors"]
+    assert loader_error["type"] == "value_not_in_list"
+    assert "flux1-dev.safetensors" in loader_error["details"]
+    assert PLAN_NODE not in body["node_errors"]

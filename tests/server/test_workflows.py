@@ -9,12 +9,14 @@ and the comparison of one workflow per family runs too (at fewer steps: see BASE
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from ralu.plan import PRESETS
 from scripts.workflow_api import (
@@ -171,6 +173,21 @@ def test_comfyui_lists_and_serves_them_as_templates(comfy_host):
     for path in WORKFLOWS:
         status, raw = comfy_host.request("GET", f"/api/workflow_templates/{PACK_NAME}/{path.name}")
         assert status == 200 and raw == path.read_bytes()
+
+
+def test_each_template_has_its_thumbnail(comfy_host):
+    """The template browser shows a custom node's template with the picture of the same name and
+    .jpg (the frontend asks for <name>.jpg); tests/browser/test_planner_chart.py makes them."""
+    for path in WORKFLOWS:
+        thumbnail = path.with_suffix(".jpg")
+        assert thumbnail.is_file(), (
+            f"no {thumbnail.name}: RALU_UPDATE_SCREENSHOTS=1 on the browser tests makes it"
+        )
+        status, raw = comfy_host.request("GET", f"/api/workflow_templates/{PACK_NAME}/{thumbnail.name}")
+        assert status == 200 and raw == thumbnail.read_bytes()
+        assert len(raw) < 100_000
+        picture = Image.open(io.BytesIO(raw))
+        assert picture.format == "JPEG" and picture.size[0] * 3 == picture.size[1] * 4
 
 
 # ----------------------------------------------------------------------------- static checks
