@@ -74,18 +74,11 @@ PRESETS: dict[str, Plan] = {
         Plan("flux_4x", (5, 6, 7), (0.3, 0.45, 1.0), 0.3, (5.019, 2.589, 2.226), 6.317, "flux", "flux"),
         Plan("flux_5x", (4, 5, 6), (0.3, 0.45, 1.0), 0.2, (5.106, 2.641, 2.251), 7.522, "flux", "flux"),
         Plan("flux_7x", (2, 3, 5), (0.2, 0.3, 1.0), 0.1, (8.141, 2.856, 2.193), 6.261, "flux", "flux"),
-        Plan("sd3_2x", (5, 6, 9), (0.2, 0.3, 1.0), 0.3, (6.121, 2.237, 1.973), 4.132, "sd3", "sd3"),
-        Plan("sd3_3x", (3, 3, 6), (0.25, 0.3, 1.0), 0.2, (6.402, 2.602, 2.273), 6.258, "sd3", "sd3"),
-        # SD3.5 Large Turbo in its own 4 steps, N = 1, 1, 2 as the paper ran distilled models; the
-        # paper gives no stage ends for them. Of all e1 < e2 on a 0.05 grid, e = 0.2, 0.4 fit NT-DM best
-        # (Jensen-Shannon 0.0116) with Z within the published presets' 4.1-7.5 (every closer fit needs
-        # Z of 8.8 to 100: the larger Z, the nearer to pure noise each stage restarts). h and Z:
-        # solve_ntdm((1, 1, 2), (0.2, 0.4, 1.0)) with base shift 3, rounded to 3 decimals.
-        # FLUX.1-schnell in its own 4 steps, N = 1, 1, 2 likewise. Schnell samples without a time shift
-        # (ComfyUI's FluxSchnell: shift 1), so NT-DM matches base shift 1. On a 0.05 grid of e1 < e2, the
-        # best fits (Jensen-Shannon 0.002-0.0025) need Z of 9.5 to 98; e = 0.4, 0.55 is the best with Z
-        # within the published presets' 4.1-7.5 (0.0036). h and Z: solve_ntdm((1, 1, 2), (0.4, 0.55, 1.0))
-        # with base shift 1, rounded to 3 decimals.
+        # FLUX.1-schnell in its own 4 steps, N = 1, 1, 2 as the paper ran distilled models. Schnell
+        # samples without a time shift (ComfyUI's FluxSchnell: shift 1), so NT-DM matches base shift 1.
+        # On a 0.05 grid of e1 < e2, the best fits (Jensen-Shannon 0.002-0.0025) need Z of 9.5 to 98;
+        # e = 0.4, 0.55 is the best with Z within the published presets' 4.1-7.5 (0.0036). h and Z:
+        # solve_ntdm((1, 1, 2), (0.4, 0.55, 1.0)) with base shift 1, rounded to 3 decimals.
         Plan(
             "flux_schnell",
             (1, 1, 2),
@@ -96,6 +89,13 @@ PRESETS: dict[str, Plan] = {
             "flux",
             "flux_schnell",
         ),
+        Plan("sd3_2x", (5, 6, 9), (0.2, 0.3, 1.0), 0.3, (6.121, 2.237, 1.973), 4.132, "sd3", "sd3"),
+        Plan("sd3_3x", (3, 3, 6), (0.25, 0.3, 1.0), 0.2, (6.402, 2.602, 2.273), 6.258, "sd3", "sd3"),
+        # SD3.5 Large Turbo in its own 4 steps, N = 1, 1, 2 as the paper ran distilled models; the
+        # paper gives no stage ends for them. Of all e1 < e2 on a 0.05 grid, e = 0.2, 0.4 fit NT-DM best
+        # (Jensen-Shannon 0.0116) with Z within the published presets' 4.1-7.5 (every closer fit needs
+        # Z of 8.8 to 100: the larger Z, the nearer to pure noise each stage restarts). h and Z:
+        # solve_ntdm((1, 1, 2), (0.2, 0.4, 1.0)) with base shift 3, rounded to 3 decimals.
         Plan(
             "sd35_turbo",
             (1, 1, 2),

@@ -146,14 +146,14 @@ def planner_errors(comfy_host, **inputs) -> list[dict]:
         (
             {"preset": "flux_9x"},
             "preset",
-            "Value not in list: preset: 'flux_9x' not in ['flux_4x', 'flux_5x', 'flux_7x', 'sd3_2x', "
-            "'sd3_3x', 'sd35_turbo', 'custom']",
+            "Value not in list: preset: 'flux_9x' not in ['flux_4x', 'flux_5x', 'flux_7x', 'flux_schnell', "
+            "'sd3_2x', 'sd3_3x', 'sd35_turbo', 'custom']",
         ),
         (
             {"estimate_for": "sdxl"},
             "estimate_for",
-            "Value not in list: estimate_for: 'sdxl' not in ['flux', 'sd3', 'sd3.5_large', "
-            "'sd3.5_large_turbo', 'sd3.5_medium']",
+            "Value not in list: estimate_for: 'sdxl' not in ['flux', 'flux_schnell', 'sd3', "
+            "'sd3.5_large', 'sd3.5_large_turbo', 'sd3.5_medium']",
         ),
         ({"width": 0}, "width", "Value 0 smaller than min of 256: width"),
         ({"preset": "custom", "n1": 500}, "n1", "Value 500 bigger than max of 200: n1"),
