@@ -71,6 +71,9 @@ def build_tiny_flux_controlnet():
         operations=comfy.ops.disable_weight_init, device="cpu", dtype=torch.float32, **config
     )
     model.load_state_dict(random_weights(model.state_dict(), "tiny_flux_controlnet", torch.float32))
+    # As ComfyUI (0.30 and newer) leaves diffusion models: outside inference mode, as here, a weight
+    # that tracks gradients fails FLUX's in-place add of the ControlNet residuals.
+    model.requires_grad_(False)
     return comfy.controlnet.ControlNet(
         model, load_device=mm.get_torch_device(), extra_conds=["y", "guidance"]
     )
