@@ -15,7 +15,7 @@ HOST_FILE := $(CURDIR)/.comfy/host
 COMFY_DIR = "$$(sed -n 1p $(HOST_FILE))"
 PY = "$$(sed -n 2p $(HOST_FILE))"
 
-.PHONY: help setup models serve test test-min-deps lint
+.PHONY: help setup models serve test test-min-deps test-compat lint
 
 help:
 	@echo "make setup   ComfyUI host + venv under .comfy/ (COMFYUI_DIR=/path uses an existing ComfyUI)"
@@ -24,6 +24,7 @@ help:
 	@echo "make test    setup + models + the whole pytest suite"
 	@echo "make test-min-deps  the unit tests with the lowest numpy and scipy that requirements.txt allows"
 	@echo "make bench   RALU against the plain sampler in one process: speed-ups, FLOPs, memory (BENCH_ARGS=...)"
+	@echo "make test-compat  the whole suite on a second, newer ComfyUI tree (COMPAT_COMFYUI_DIR=...)"
 	@echo "make lint    ruff check"
 
 setup:
@@ -77,6 +78,19 @@ BENCH_ARGS ?=
 # Markdown table on stdout, with a JSON copy, in bench_output/.
 bench: setup models
 	$(PY) scripts/bench.py --models-dir "$(MODELS_DIR)" $(BENCH_ARGS)
+
+# The whole suite again on a second ComfyUI (default .comfy/compat/ComfyUI, the newer tree the README
+# names), with its own venv, models and host file under .comfy/compat: the main host is left as it is.
+# Without that tree, scripts/setup_compat.sh says how to get it and this target skips (CI has none).
+COMPAT_DIR := $(CURDIR)/.comfy/compat
+test-compat:
+	@set -euo pipefail; \
+	bash scripts/setup_compat.sh; \
+	[ -f "$(COMPAT_DIR)/host" ] || exit 0; \
+	export COMFYUI_DIR="$$(sed -n 1p "$(COMPAT_DIR)/host")" COMFYUI_PYTHON="$$(sed -n 2p "$(COMPAT_DIR)/host")"; \
+	"$$COMFYUI_PYTHON" -m tests.models --dir "$(COMPAT_DIR)/test-models"; \
+	bash scripts/install_browser.sh; \
+	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(COMPAT_DIR)/test-models" "$$COMFYUI_PYTHON" -m pytest tests $(PYTEST_ARGS)
 
 lint:
 	@if [ -f "$(HOST_FILE)" ]; then set -x; $(PY) -m ruff check .; else set -x; ruff check .; fi

@@ -1,5 +1,6 @@
 """The RALU run inside ComfyUI, shared by every model family: checks, noise, VAE edges, previews,
-the KSAMPLER function and the result. With `families/`, the only code that touches ComfyUI internals.
+the KSAMPLER function and the result. With `families/` (and host_check.py, which lists what they
+use), the only code that touches ComfyUI internals.
 
 Everything goes through ComfyUI's own mechanisms: a clone of the ModelPatcher carries the family's
 stage-2 position hook (families/) and a CALC_COND_BATCH wrapper keyed "ralu"; the three stages run as
@@ -22,6 +23,7 @@ import torch
 from comfy_execution.utils import get_executing_context
 
 from .families import ModelFamily, RaluInputError, StagePositions, family_of
+from .host_check import INTERNALS, unsupported
 from .ralu.edge_map import FULL_RES_CELL, edge_map_and_scores
 from .ralu.edges import latent_gradient_scores, mask_cells, selection_mask
 from .ralu.plan import PRESETS, Plan, plan_sigmas
@@ -44,6 +46,9 @@ STEP_CACHE_KEY = "easycache"
 # The early-upsampled cells on the result's preview: this colour, mixed in at this weight.
 EARLY_TINT = (1.0, 0.35, 0.0)
 EARLY_TINT_WEIGHT = 0.5
+# Newer ComfyUI's empty latents say what they were sized for; its samplers hand these to
+# fix_empty_latent_channels and leave them out of the result, as RALU does.
+LATENT_SIZING_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
 
 
 def check_plan_family(plan: Plan, family: ModelFamily, model) -> None:
@@ -294,6 +299,9 @@ def check_inputs(
     """Refuses, with a message that says what to change, what RALU cannot sample; returns the model's
     family and the latent."""
     family = family_of(model)
+    message = unsupported(INTERNALS + family.internals)
+    if message is not None:
+        raise RaluInputError(message)
     check_plan_family(plan, family, model)
     if "noise_mask" in latent:
         raise RaluInputError(
@@ -303,7 +311,8 @@ def check_inputs(
     check_conditioning(positive, negative)
     if edge_source == "vae":
         check_vae(model, family, vae)
-    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    sizing = {key: latent[key] for key in LATENT_SIZING_KEYS if key in latent}
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"], **sizing)
     check_latent(samples)
     if torch.count_nonzero(samples):
         raise RaluInputError(
@@ -385,4 +394,5 @@ def run_ralu_ksampler(
     result = run.result
     rows, cols = result.low_res_grid
     early = selection_mask(result.selected.cpu(), rows, cols, FULL_RES_CELL, FULL_RES_CELL)
-    return {**latent, "samples": out}, early, result
+    out_latent = {key: value for key, value in latent.items() if key not in LATENT_SIZING_KEYS}
+    return {**out_latent, "samples": out}, early, result

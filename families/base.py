@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..host_check import Internal
+
 
 class RaluInputError(ValueError):
     """Bad input a person can fix; the message says how."""
@@ -74,6 +76,8 @@ class ModelFamily:
     matches: Callable[[object], bool]  # ModelPatcher -> is it this family
     # Adds the family's hook to a clone of the model; returns the state the hook reads.
     install: Callable[[object], StagePositions]
+    # The ComfyUI internals the family's hook relies on, checked before a run (host_check.py).
+    internals: tuple[Internal, ...]
     # What to tell a person when a stage-2 call reached the model without the hook applying.
     hook_skipped: str
     # A reason this particular model of the family cannot be driven, or None.

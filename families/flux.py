@@ -5,23 +5,24 @@ from __future__ import annotations
 import comfy.ldm.flux.model
 import torch
 
+from ..host_check import Internal
 from ..ralu.plan import PRESETS
-from .base import ModelFamily, RaluInputError, StagePositions
+from .base import ModelFamily, StagePositions
 
 
 class FluxIds(StagePositions):
     """A post_input patch: replaces the first L image ids with stage 2's, as FLUX's [index, row, col].
 
-    `rope_options` (ComfyUI's ScaleROPE node) scale and shift the ids FLUX makes for a grid, in stages 1
-    and 3; stage 2's ids get the same affine map, so all three stages share one geometry.
+    `rope_options` scale and shift the ids FLUX makes for a grid, in stages 1 and 3: ComfyUI's ScaleROPE
+    node sets them on the model, and LongCat-Image's model class shifts its image ids past the prompt's
+    with them at every call. Stage 2's ids get the same affine map, so all three stages share one
+    geometry. Newer ComfyUI hands the patch the call's own transformer_options, with what the model
+    class added; 0.3.75 does not, and there FLUX reads the model's options, given here at install.
     """
 
-    def __init__(self, rope_options: dict | None = None) -> None:
+    def __init__(self, model_rope_options: dict | None = None) -> None:
         super().__init__()
-        rope = rope_options or {}
-        self.index = float(rope.get("shift_t", 0.0))
-        self.scale = (float(rope.get("scale_y", 1.0)), float(rope.get("scale_x", 1.0)))
-        self.shift = (float(rope.get("shift_y", 0.0)), float(rope.get("shift_x", 0.0)))
+        self.model_rope_options = model_rope_options
 
     def __call__(self, args: dict) -> dict:
         if self.ids is None:
@@ -35,8 +36,16 @@ class FluxIds(StagePositions):
             )
         # Cond and uncond batches repeat the images in order.
         copies = self.copies_per_image(img_ids.shape[0])
-        rows_cols = self.ids * self.ids.new_tensor(self.scale) + self.ids.new_tensor(self.shift)
-        ours = torch.nn.functional.pad(rows_cols, (1, 0), value=self.index).to(img_ids).repeat(copies, 1, 1)
+        if "transformer_options" in args:
+            rope = args["transformer_options"].get("rope_options")
+        else:
+            rope = self.model_rope_options
+        rope = rope or {}
+        scale = self.ids.new_tensor((float(rope.get("scale_y", 1.0)), float(rope.get("scale_x", 1.0))))
+        shift = self.ids.new_tensor((float(rope.get("shift_y", 0.0)), float(rope.get("shift_x", 0.0))))
+        index = float(rope.get("shift_t", 0.0))
+        ours = torch.nn.functional.pad(self.ids * scale + shift, (1, 0), value=index)
+        ours = ours.to(img_ids).repeat(copies, 1, 1)
         # Tokens past ours (appended by some other patch) keep their own ids.
         img_ids = torch.cat((ours, img_ids[:, tokens:]), dim=1)
         self.applied += 1
@@ -54,11 +63,6 @@ def is_flux(model) -> bool:
 
 
 def install(clone) -> FluxIds:
-    if not hasattr(clone, "set_model_post_input_patch"):
-        raise RaluInputError(
-            "RALU KSampler needs a ComfyUI whose models take post_input patches (0.3.75 or newer): "
-            "update ComfyUI."
-        )
     positions = FluxIds(clone.model_options.get("transformer_options", {}).get("rope_options"))
     clone.set_model_post_input_patch(positions)
     return positions
@@ -88,10 +92,18 @@ def plan_mismatch(plan, model) -> str | None:
 FLUX = ModelFamily(
     name="flux",
     label="FLUX",
-    models="FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 patches)",
+    models="FLUX.1 models (dev, schnell and their fine-tunes) and LongCat-Image and Ovis-Image, which "
+    "share FLUX.1's architecture (16-channel latents, 2x2 patches)",
     vaes="ae.safetensors or taef1 for FLUX",
     matches=is_flux,
     install=install,
+    # post_input patches (0.3.75 and newer) get FLUX's token ids under these names.
+    internals=(
+        Internal("comfy.model_patcher", "ModelPatcher.set_model_post_input_patch", ("patch",)),
+        Internal(
+            "comfy.ldm.flux.model", "Flux.forward_orig", ("img", "img_ids", "txt", "txt_ids"), called=False
+        ),
+    ),
     hook_skipped="the FLUX model did not apply post_input patches, so stage 2's token positions cannot "
     "be set. A node replaced or skipped FLUX's forward (TeaCache or another step cache): remove it "
     "from this model, or update ComfyUI.",

@@ -14,6 +14,7 @@ import comfy.model_base
 import comfy.patcher_extension
 import torch
 
+from ..host_check import Internal
 from ..ralu.positions import default_tolerance, embed_tokens, fit_sincos_table
 from .base import ModelFamily, StagePositions
 
@@ -98,6 +99,18 @@ SD3 = ModelFamily(
     vaes="the SD3 VAE or taesd3 for SD3",
     matches=is_sd3,
     install=install,
+    internals=(
+        Internal("comfy.model_patcher", "ModelPatcher.get_model_object", ("name",)),
+        Internal("comfy.model_patcher", "ModelPatcher.add_object_patch", ("name", "obj")),
+        Internal("comfy.patcher_extension", "WrappersMP.APPLY_MODEL", None),
+        # The object patch stands in for this method: ComfyUI calls it with these arguments.
+        Internal(
+            "comfy.ldm.modules.diffusionmodules.mmdit",
+            "MMDiT.cropped_pos_embed",
+            ("hw",),
+            ("device",),
+        ),
+    ),
     hook_skipped="the SD3 model did not use RALU's position patch, so stage 2's token positions cannot "
     "be set. A node replaced SD3's forward: remove it from this model, or update ComfyUI.",
     refusal=refusal,

@@ -17,7 +17,8 @@ class RALUKSampler(io.ComfyNode):
             inputs=[
                 io.Model.Input(
                     "model",
-                    tooltip="A FLUX.1 model (dev, schnell or a fine-tune) or an SD3 / SD3.5 model; "
+                    tooltip="A FLUX.1 model (dev, schnell or a fine-tune), LongCat-Image, Ovis-Image or an "
+                    "SD3 / SD3.5 model; "
                     "LoRAs and model patches apply as with any KSampler. A ControlNet on the prompts "
                     "guides stages 1 and 3.",
                 ),

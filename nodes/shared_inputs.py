@@ -22,6 +22,14 @@ def force_mask_input() -> io.Mask.Input:
     )
 
 
+class ComboOptions(list):
+    """A combo's options as its type: a list, and hashable, since ComfyUI 0.33 looks every input's
+    type up in a dict (DYNAMIC_INPUT_LOOKUP) before validating it."""
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+
 class ListedCombo(io.Combo.Input):
     """A combo whose /object_info type is its list of options, the form stock nodes' combos have.
 
@@ -31,4 +39,4 @@ class ListedCombo(io.Combo.Input):
     """
 
     def get_io_type(self):
-        return list(self.options)
+        return ComboOptions(self.options)

@@ -119,6 +119,11 @@ class ComfyHost:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def plain_log(self) -> str:
+        """The log as ComfyUI 0.3.75 writes it: newer ones start each record with a coloured level tag
+        ("[INFO] " in ANSI colours), which this removes."""
+        return plain_log(self.log_text())
+
     def log_tail(self, lines: int = 60) -> str:
         tail = "\n".join(self.log_text().splitlines()[-lines:])
         return f"--- last {lines} lines of the ComfyUI log {self.log_path} ---\n{tail}\n--- end of log ---"
@@ -226,6 +231,12 @@ class ComfyHost:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
+
+
+def plain_log(log: str) -> str:
+    """`log` without ANSI colour codes and without a level tag ("[INFO] ") at the start of a line."""
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    return re.sub(r"^\[(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\] ", "", log, flags=re.MULTILINE)
 
 
 def describe_failure(entry: dict) -> str:

@@ -84,11 +84,14 @@ SUMMARY_STATE = """(id) => {
           widgets: node.widgets.filter((x) => x !== w).map((x) => [x.name, x.value])};
 }"""
 
-SERIALIZED_NODE = "(id) => app.graph.serialize().nodes.find((n) => n.id === id)"
+# Frontend 1.49 gives live nodes string ids ("5") where the serialized graph and older frontends have
+# numbers (5): ids are compared as strings, and returned as strings where Python compares them.
+SERIALIZED_NODE = "(id) => app.graph.serialize().nodes.find((n) => String(n.id) === String(id))"
 
 PROMPT_OF_NODE = """async (id) => {
   const p = await app.graphToPrompt();
-  return {output: p.output[String(id)], workflow_node: p.workflow.nodes.find((n) => n.id === id)};
+  return {output: p.output[String(id)],
+          workflow_node: p.workflow.nodes.find((n) => String(n.id) === String(id))};
 }"""
 
 HOOK_LOAD_DIALOGS = """() => {
@@ -96,6 +99,7 @@ HOOK_LOAD_DIALOGS = """() => {
   if (app.__raluDialogsHooked) return;
   app.__raluDialogsHooked = true;
   for (const name of ["showMissingNodesError", "showMissingModelsError"]) {
+    if (typeof app[name] !== "function") continue;  // frontend 1.49 has no showMissingModelsError
     const original = app[name].bind(app);
     app[name] = (...args) => {
       window.__raluDialogs.push({name, items: JSON.parse(JSON.stringify(args[0] ?? null))});
@@ -111,7 +115,7 @@ NO_DIALOG_OPEN = "() => document.querySelectorAll('.p-dialog').length === 0"
 # The widgets saved in widgets_values: all but those with serialize === false (options.serialize ===
 # false, as on control_after_generate, only keeps a widget out of the prompt).
 GRAPH_NODES = """() => app.graph.nodes.map((n) => ({
-  id: n.id, type: n.type, mode: n.mode,
+  id: String(n.id), type: n.type, mode: n.mode,
   widgets: (n.widgets ?? []).filter((w) => w.serialize !== false).map((w) => [w.name, w.value]),
 }))"""
 
@@ -124,7 +128,7 @@ SET_GROUP_MODE = """({prefix, mode}) => {
   const nodes = [...(group.nodes ?? group._nodes)];
   for (const node of nodes) node.mode = mode;
   app.graph.setDirtyCanvas(true, true);
-  return nodes.map((n) => n.id);
+  return nodes.map((n) => String(n.id));
 }"""
 
 PROMPT_OUTPUT = "async () => (await app.graphToPrompt()).output"

@@ -103,14 +103,21 @@ def plain_sample(model, conditioning, cfg: float) -> torch.Tensor:
 
 @contextmanager
 def progress_updates():
-    """Collects ComfyUI's progress-bar updates (value, total, preview) while the block runs."""
+    """Collects ComfyUI's progress-bar updates (value, total, preview) while the block runs, every one
+    of them: newer ComfyUI drops updates without a preview that come within 0.1 s of the last one sent
+    (PROGRESS_THROTTLE_MIN_INTERVAL), which is set to 0 meanwhile."""
     import comfy.utils
 
     updates = []
     comfy.utils.set_progress_bar_global_hook(
         lambda value, total, preview, node_id=None: updates.append((value, total, preview))
     )
+    throttle = getattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL", None)
+    if throttle is not None:
+        comfy.utils.PROGRESS_THROTTLE_MIN_INTERVAL = 0.0
     try:
         yield updates
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
+        if throttle is not None:
+            comfy.utils.PROGRESS_THROTTLE_MIN_INTERVAL = throttle

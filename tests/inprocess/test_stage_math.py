@@ -11,7 +11,9 @@ Mutations tried, in FLUX's post_input patch and in SD3's position patch; each fa
 - image 0's ids (embeddings) sent for every image (self.ids[:1].expand(batch, -1, -1));
 - cond and uncond ids interleaved (repeat_interleave instead of repeat): cond 1 and uncond 0 get
   each other's ids;
-- ScaleROPE's rope_options left off stage 2's FLUX ids (stages 1 and 3 get them from FLUX itself).
+- ScaleROPE's rope_options left off stage 2's FLUX ids (stages 1 and 3 get them from FLUX itself);
+- on ComfyUI 0.33, the model's rope_options (as ScaleROPE sets them) used instead of the call's: the
+  LongCat cases fail, the shift LongCat-Image's model adds at each call is missing from stage 2.
 """
 
 import importlib
@@ -19,13 +21,23 @@ import importlib
 import pytest
 import torch
 from ralu_run import empty_latent, patched_for_stage2, ralu_modules, recorded, run
-from tiny_models import flux_conditioning, sd3_conditioning
+from tiny_models import (
+    build_tiny_longcat,
+    build_tiny_ovis,
+    flux_conditioning,
+    sd3_conditioning,
+    text_conditioning,
+)
 
 # Each family's tiny model (a fixture) and its conditioning; "flux-scaled-rope" is FLUX under ComfyUI's
-# ScaleROPE node, whose scaled and shifted grid ids stage 2 must share.
+# ScaleROPE node, whose scaled and shifted grid ids stage 2 must share. LongCat-Image's model shifts its
+# image ids by the prompt's length at each call (so cond and uncond of other lengths get other ids);
+# Ovis-Image's are FLUX's (ComfyUI 0.33; both skip on older hosts).
 FAMILY_MODELS = {
     "flux": ("tiny_flux", flux_conditioning),
     "flux-scaled-rope": ("tiny_flux_scaled_rope", flux_conditioning),
+    "longcat": ("tiny_longcat", text_conditioning),
+    "ovis": ("tiny_ovis", text_conditioning),
     "sd3": ("tiny_sd3", sd3_conditioning),
 }
 
@@ -35,6 +47,16 @@ def tiny_flux_scaled_rope(tiny_flux):
     from comfy_extras.nodes_rope import ScaleROPE
 
     return ScaleROPE.execute(tiny_flux, 1.5, 3.0, 0.75, -2.0, 1.0, 1.0).result[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_longcat(comfy_inprocess):
+    return build_tiny_longcat()
+
+
+@pytest.fixture(scope="module")
+def tiny_ovis(comfy_inprocess):
+    return build_tiny_ovis()
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["cond-uncond-one-call", "cond-uncond-two-calls"])

@@ -1,8 +1,9 @@
 """Tiny random-weight FLUX and SD3 built from ComfyUI's own classes (not loader-detectable: fast)."""
 
+import pytest
 import torch
 
-from tests.models.builders import FLUX_DEV_CONFIG, random_weights
+from tests.models.builders import FLUX_DEV_CONFIG, flux1_config, flux_params, random_weights
 
 # The loader-detectable test FLUX's config, shrunk: ComfyUI's loader would not detect this one.
 TINY_FLUX = {
@@ -28,15 +29,34 @@ def build_patcher(model_config, name: str, fixed: dict | None = None):
 
 
 def build_tiny_flux():
-    import dataclasses
-
-    import comfy.ldm.flux.model
     import comfy.supported_models
 
-    config = dict(TINY_FLUX)
-    if "txt_ids_dims" in {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}:
-        config["txt_ids_dims"] = []
-    return build_patcher(comfy.supported_models.Flux(config), "tiny_flux")
+    return build_patcher(comfy.supported_models.Flux(flux1_config(TINY_FLUX)), "tiny_flux")
+
+
+# What ComfyUI's detection sets for LongCat-Image and Ovis-Image (FLUX's class, no pooled prompt and no
+# guidance input; text ids counting along both image axes), on the tiny FLUX's sizes.
+TINY_FLUX_TEXT_IDS = {**TINY_FLUX, "vec_in_dim": None, "guidance_embed": False, "txt_ids_dims": [1, 2]}
+
+
+def build_tiny_longcat():
+    """LongCat-Image's model class (ComfyUI 0.33): it shifts the image ids past the prompt's at each call."""
+    import comfy.supported_models
+
+    if not hasattr(comfy.supported_models, "LongCatImage"):
+        pytest.skip("this ComfyUI has no LongCat-Image (added after 0.3.75)")
+    return build_patcher(comfy.supported_models.LongCatImage(dict(TINY_FLUX_TEXT_IDS)), "tiny_longcat")
+
+
+def build_tiny_ovis():
+    """Ovis-Image as ComfyUI 0.33 detects it: FLUX's class with a gated MLP and a text norm, loaded
+    under FLUX.1 schnell's config (no guidance input)."""
+    import comfy.supported_models
+
+    if not {"yak_mlp", "txt_norm"} <= flux_params():
+        pytest.skip("this ComfyUI has no Ovis-Image FLUX variant (added after 0.3.75)")
+    config = {**TINY_FLUX_TEXT_IDS, "yak_mlp": True, "txt_norm": True}
+    return build_patcher(comfy.supported_models.FluxSchnell(config), "tiny_ovis")
 
 
 def build_tiny_flux_controlnet():
@@ -46,11 +66,14 @@ def build_tiny_flux_controlnet():
     import comfy.model_management as mm
     import comfy.ops
 
-    config = {k: v for k, v in TINY_FLUX.items() if k != "image_model"}
+    config = {k: v for k, v in flux1_config(TINY_FLUX).items() if k != "image_model"}
     model = comfy.ldm.flux.controlnet.ControlNetFlux(
         operations=comfy.ops.disable_weight_init, device="cpu", dtype=torch.float32, **config
     )
     model.load_state_dict(random_weights(model.state_dict(), "tiny_flux_controlnet", torch.float32))
+    # As ComfyUI (0.30 and newer) leaves diffusion models: outside inference mode, as here, a weight
+    # that tracks gradients fails FLUX's in-place add of the ControlNet residuals.
+    model.requires_grad_(False)
     return comfy.controlnet.ControlNet(
         model, load_device=mm.get_torch_device(), extra_conds=["y", "guidance"]
     )
@@ -125,6 +148,12 @@ def flux_conditioning(seed: int, tokens: int = 8, guidance: float = 3.5):
     context = torch.randn(1, tokens, 32, generator=generator)
     pooled = torch.randn(1, 16, generator=generator)
     return [[context, {"pooled_output": pooled, "guidance": guidance}]]
+
+
+def text_conditioning(seed: int, tokens: int = 8):
+    """A prompt with no pooled output, as LongCat-Image's and Ovis-Image's text encoders give."""
+    context = torch.randn(1, tokens, 32, generator=torch.Generator().manual_seed(seed))
+    return [[context, {}]]
 
 
 def build_kl_vae():

@@ -17,6 +17,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -145,18 +146,37 @@ def _meta_state_dict(make: Callable):
         return make().state_dict()
 
 
+def flux_params() -> set[str]:
+    """The fields of this ComfyUI's FluxParams: newer ones add some (txt_ids_dims, yak_mlp, txt_norm)."""
+    import dataclasses
+
+    import comfy.ldm.flux.model
+
+    return {field.name for field in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
+
+
+def flux1_config(config: dict) -> dict:
+    """A FLUX.1 config for this ComfyUI: newer ones require `txt_ids_dims`, FLUX.1's being none (text ids
+    all zero, as older ones always made them), so the model and its file are the same on both."""
+    return {**config, "txt_ids_dims": []} if "txt_ids_dims" in flux_params() else dict(config)
+
+
 def _flux_builder(filename: str, guidance_embed: bool) -> Callable[[], dict]:
     def build() -> dict:
         import comfy.ldm.flux.model
         import comfy.ops
         import torch
 
-        config = {**FLUX_DEV_CONFIG, "guidance_embed": guidance_embed}
+        config = flux1_config({**FLUX_DEV_CONFIG, "guidance_embed": guidance_embed})
         shapes = _meta_state_dict(
             lambda: comfy.ldm.flux.model.Flux(
                 dtype=torch.bfloat16, device="meta", operations=comfy.ops.disable_weight_init, **config
             )
         )
+        # The released FLUX.1 files name the q/k norms' gains `scale`, as ComfyUI's own modules did up
+        # to 0.3.x; newer ones name them `weight` and rename the released keys on load. The file keeps
+        # the released names, so it is the same whichever ComfyUI builds it.
+        shapes = {re.sub(r"_norm\.weight$", "_norm.scale", key): shape for key, shape in shapes.items()}
         return random_weights(shapes, filename, torch.bfloat16)
 
     return build

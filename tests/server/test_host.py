@@ -44,7 +44,7 @@ def test_server_answers(comfy_host):
 
 
 def test_pack_imported_without_errors(comfy_host):
-    log = comfy_host.log_text()
+    log = comfy_host.plain_log()
     lines = _import_time_lines(log)
     ours = [line for line in lines if line.rstrip().endswith(f"/custom_nodes/{PACK_NAME}")]
     assert ours, f"ComfyUI did not list {PACK_NAME} in its custom node import times:\n{comfy_host.log_tail()}"
