@@ -75,9 +75,12 @@ PLAN_MODEL_LABEL = {"flux": "FLUX.1-dev", "flux_schnell": "FLUX.1-schnell"}
 
 
 def plan_mismatch(plan, model) -> str | None:
+    params = model.model.diffusion_model.params
     wanted = GUIDED_PLAN_MODELS.get(plan.model)
-    guided = bool(getattr(model.model.diffusion_model.params, "guidance_embed", False))
-    if wanted is None or wanted == guided:
+    guided = bool(getattr(params, "guidance_embed", False))
+    # FLUX.1 models take CLIP-L's pooled prompt (vec_in_dim); LongCat-Image and Ovis-Image, which share
+    # the class without it and without a guidance input either, are neither dev nor schnell.
+    if wanted is None or wanted == guided or getattr(params, "vec_in_dim", None) is None:
         return None
     kind = "guidance-distilled, as FLUX.1-dev" if guided else "without a guidance input, as FLUX.1-schnell"
     (fitting,) = (name for name, g in GUIDED_PLAN_MODELS.items() if g == guided)

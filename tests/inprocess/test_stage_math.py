@@ -22,6 +22,7 @@ import pytest
 import torch
 from ralu_run import empty_latent, patched_for_stage2, ralu_modules, recorded, run
 from tiny_models import (
+    build_tiny_flux_schnell,
     build_tiny_longcat,
     build_tiny_ovis,
     flux_conditioning,
@@ -47,6 +48,11 @@ def tiny_flux_scaled_rope(tiny_flux):
     from comfy_extras.nodes_rope import ScaleROPE
 
     return ScaleROPE.execute(tiny_flux, 1.5, 3.0, 0.75, -2.0, 1.0, 1.0).result[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_flux_schnell(comfy_inprocess):
+    return build_tiny_flux_schnell()
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +119,22 @@ def test_with_cfg_each_image_of_a_batch_equals_that_image_made_alone(pack, tiny_
         alone, _, alone_result = run(pack, tiny_flux, plan, seed=3, cfg=3.0, latent=latent)
         assert torch.equal(alone_result.selected[0], pair_result.selected[image])
         torch.testing.assert_close(pair["samples"][image : image + 1], alone["samples"], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "refused"),
+    [("tiny_flux", None), ("tiny_flux_schnell", "flux_4x"), ("tiny_longcat", None), ("tiny_ovis", None)],
+)
+def test_a_flux_1_dev_plan_is_refused_only_on_schnell(pack, request, fixture, refused):
+    """FLUX.1-dev's presets on FLUX.1 with a guidance input, flux_schnell on FLUX.1 without one; LongCat-Image
+    and Ovis-Image (no guidance input, but no pooled prompt either: not schnell) take either."""
+    glue, plan_mod = ralu_modules(pack)
+    model = request.getfixturevalue(fixture)
+    family = glue.family_of(model)
+    for name in ("flux_4x", "flux_schnell"):
+        should_refuse = name == refused or (fixture == "tiny_flux" and name == "flux_schnell")
+        if should_refuse:
+            with pytest.raises(glue.RaluInputError, match=rf"This plan \({name}\) is for FLUX.1-"):
+                glue.check_plan_family(plan_mod.PRESETS[name], family, model)
+        else:
+            glue.check_plan_family(plan_mod.PRESETS[name], family, model)

@@ -34,6 +34,14 @@ def build_tiny_flux():
     return build_patcher(comfy.supported_models.Flux(flux1_config(TINY_FLUX)), "tiny_flux")
 
 
+def build_tiny_flux_schnell():
+    """The tiny FLUX without its guidance input, as ComfyUI's FluxSchnell config detects schnell."""
+    import comfy.supported_models
+
+    config = flux1_config({**TINY_FLUX, "guidance_embed": False})
+    return build_patcher(comfy.supported_models.FluxSchnell(config), "tiny_flux_schnell")
+
+
 # What ComfyUI's detection sets for LongCat-Image and Ovis-Image (FLUX's class, no pooled prompt and no
 # guidance input; text ids counting along both image axes), on the tiny FLUX's sizes.
 TINY_FLUX_TEXT_IDS = {**TINY_FLUX, "vec_in_dim": None, "guidance_embed": False, "txt_ids_dims": [1, 2]}
