@@ -20,7 +20,6 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 import torch
-from comfy_execution.utils import get_executing_context
 
 from .families import ModelFamily, RaluInputError, StagePositions, family_of
 from .host_check import INTERNALS, unsupported
@@ -179,6 +178,10 @@ def stage_readout(plan: Plan, step: int) -> str:
 def node_text_sender():
     """Shows a text on the running node through the server's progress_text channel (the frontend
     writes it under the node), or None when no server runs the node (in-process use)."""
+    # Imported here, so that a ComfyUI without it gets host_check's message rather than a pack that
+    # fails to load.
+    from comfy_execution.utils import get_executing_context
+
     context = get_executing_context()
     if context is None:
         return None

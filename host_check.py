@@ -91,6 +91,7 @@ INTERNALS = (
     Internal("comfy.utils", "ProgressBar", ("total",)),
     Internal("comfy.utils", "ProgressBar.update_absolute", ("value", "total", "preview")),
     Internal("latent_preview", "get_previewer", ("device", "latent_format")),
+    Internal("comfy_execution.utils", "get_executing_context", ()),
 )
 
 
