@@ -103,4 +103,6 @@ class RALUKSampler(io.ComfyNode):
         if result.steps_skipped is not None:
             skipped = ", ".join(map(str, result.steps_skipped))
             summary += f"; steps skipped by the step cache per stage: {skipped}"
+        if result.edge_fallback is not None:
+            summary += f"; the VAE ran out of memory, so the edges came from a {result.edge_fallback}"
         return io.NodeOutput(latent, early, ui=ui.PreviewText(summary))
