@@ -27,15 +27,24 @@ from .ralu.sampler import RaluResult, sample_ralu
 from .ralu.streams import image_generators
 from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
 
+# Conditioning options RALU KSampler cannot honour: (what it is, why).
 CONDITIONING_REFUSALS = {
-    "area": "area conditioning (ConditioningSetArea) needs a pixel grid, which stage 2 does not have",
-    "mask": "masked conditioning (ConditioningSetMask) needs a pixel grid, which stage 2 does not have",
-    "gligen": "GLIGEN boxes need a pixel grid, which stage 2 does not have",
-    "concat_latent_image": "inpainting models (FLUX Fill) take a latent that must match each stage's shape",
+    "area": ("area conditioning (ConditioningSetArea)", "it needs a pixel grid, which stage 2 does not have"),
+    "mask": (
+        "masked conditioning (ConditioningSetMask)",
+        "it needs a pixel grid, which stage 2 does not have",
+    ),
+    "gligen": ("GLIGEN boxes", "they need a pixel grid, which stage 2 does not have"),
+    "concat_latent_image": (
+        "inpainting image (FLUX Fill)",
+        "inpainting models take a latent that must match each stage's shape",
+    ),
     # ComfyUI gives a reference image full-resolution positions, which stages 1 and 2 (in low-res
     # units) would misalign with the picture by a factor of 2.
-    "reference_latents": "reference images (FLUX Kontext's ReferenceLatent) sit at full-resolution "
-    "positions that the low-resolution stages do not share",
+    "reference_latents": (
+        "reference images (FLUX Kontext's ReferenceLatent)",
+        "they sit at full-resolution positions that the low-resolution stages do not share",
+    ),
 }
 # ComfyUI's EasyCache and LazyCache keep their state under this transformer_options key.
 STEP_CACHE_KEY = "easycache"
@@ -98,10 +107,10 @@ def check_latent(samples: torch.Tensor) -> None:
 def check_conditioning(positive, negative) -> None:
     for label, conditioning in (("positive", positive), ("negative", negative)):
         for _, options in conditioning:
-            for key, why in CONDITIONING_REFUSALS.items():
+            for key, (what, why) in CONDITIONING_REFUSALS.items():
                 if options.get(key) is not None:
                     raise RaluInputError(
-                        f"RALU KSampler cannot use the {label} prompt's {why}. "
+                        f"RALU KSampler cannot use the {label} prompt's {what}: {why}. "
                         "Remove it, or use a plain KSampler."
                     )
 

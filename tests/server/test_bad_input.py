@@ -238,8 +238,8 @@ CASES = {
     "model: FLUX Kontext (a FLUX.1 model with ReferenceLatent)": Case(
         conditioning("ReferenceLatent"),
         BEFORE,
-        "RALU KSampler cannot use the positive prompt's reference images (FLUX Kontext's ReferenceLatent) "
-        "sit at full-resolution positions that the low-resolution stages do not share.",
+        "RALU KSampler cannot use the positive prompt's reference images (FLUX Kontext's ReferenceLatent): "
+        "they sit at full-resolution positions that the low-resolution stages do not share.",
     ),
     "model: LongCat": pytest.param(None, marks=pytest.mark.skip(reason=NOT_IN_HOST.format("LongCat"))),
     # Conditioning
@@ -254,8 +254,8 @@ CASES = {
     "conditioning: area": Case(
         conditioning("ConditioningSetArea", width=64, height=64, x=0, y=0, strength=1.0),
         BEFORE,
-        "RALU KSampler cannot use the positive prompt's area conditioning (ConditioningSetArea) needs a "
-        "pixel grid, which stage 2 does not have. Remove it, or use a plain KSampler.",
+        "RALU KSampler cannot use the positive prompt's area conditioning (ConditioningSetArea): it needs "
+        "a pixel grid, which stage 2 does not have. Remove it, or use a plain KSampler.",
     ),
     "conditioning: area on the negative prompt": Case(
         conditioning("ConditioningSetArea", "negative", width=64, height=64, x=0, y=0, strength=1.0),
@@ -265,12 +265,12 @@ CASES = {
     "conditioning: mask": Case(
         conditioning("ConditioningSetMask", strength=1.0, set_cond_area="default"),
         BEFORE,
-        "masked conditioning (ConditioningSetMask) needs a pixel grid",
+        "masked conditioning (ConditioningSetMask): it needs a pixel grid",
     ),
     "conditioning: GLIGEN": Case(
         conditioning("RALUTestConditioningOption", option="gligen"),
         BEFORE,
-        "GLIGEN boxes need a pixel grid, which stage 2 does not have",
+        "GLIGEN boxes: they need a pixel grid, which stage 2 does not have",
     ),
     # VAEs (edge_source "vae")
     "vae: missing": Case(
