@@ -231,7 +231,7 @@ class RALUTestInterruptAtCall:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",), "call": ("INT", {"default": 1, "min": 0, "max": 1000})}}
+        return {"required": {"model": ("MODEL",), "call": ("INT", {"default": 1, "min": 0, "max": 1 << 20})}}
 
     def patch(self, model, call):
         import comfy.patcher_extension
@@ -243,8 +243,33 @@ class RALUTestInterruptAtCall:
         return (clone,)
 
 
+class RALUTestRoutes:
+    """Shows the HTTP routes the running server serves (method and path), one per line."""
+
+    CATEGORY = "RALU/testing"
+    RETURN_TYPES = ()
+    FUNCTION = "list"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    @classmethod
+    def IS_CHANGED(cls):
+        return float("nan")  # the routes are read anew each time
+
+    def list(self):
+        import server
+
+        routes = server.PromptServer.instance.app.router.routes()
+        lines = sorted({f"{route.method} {route.resource.canonical}" for route in routes})
+        return {"ui": {"text": lines}}
+
+
 NODE_CLASS_MAPPINGS = {
     "RALUTestConditioning": RALUTestConditioning,
+    "RALUTestRoutes": RALUTestRoutes,
     "RALUTestModel": RALUTestModel,
     "RALUTestLatent": RALUTestLatent,
     "RALUTestConditioningOption": RALUTestConditioningOption,
