@@ -66,6 +66,16 @@ def latent(class_type: str, **inputs):
     return edit
 
 
+def latent_through(class_type: str, link: str, source: tuple[str, dict], **inputs):
+    """The latent from a `class_type` node whose input `link` comes from a (class_type, inputs) node."""
+
+    def edit(prompt, models):
+        inputs[link] = add(prompt, "21", source[0], **source[1])
+        sampler(prompt)["latent_image"] = add(prompt, "20", class_type, **inputs)
+
+    return edit
+
+
 def conditioning(class_type: str, which="positive", **inputs):
     def edit(prompt, models):
         source = sampler(prompt)[which]
@@ -142,7 +152,7 @@ CASES = {
         None,
         marks=pytest.mark.skip(
             reason="the Planner has no input for it (stage 3 always ends at 1); make_plan refuses "
-            "other ends: tests/unit/test_properties.py"
+            "other ends: tests/unit/test_properties.py::test_every_invalid_variant_of_a_valid_plan_is_refused"
         ),
     ),
     "plan: zero steps": Case(custom_plan(n2=0), QUEUE, "Value 0 smaller than min of 1: n2", PLAN_NODE),
@@ -198,27 +208,21 @@ CASES = {
         "picture's size); the model samples 16-channel latents at 1/8.",
     ),
     "latent: a picture (img2img)": Case(
-        lambda prompt, models: sampler(prompt).update(
-            latent_image=add(
-                prompt,
-                "20",
-                "VAEEncode",
-                pixels=add(prompt, "21", "EmptyImage", width=SIZE, height=SIZE, batch_size=1, color=99),
-                vae=["5", 0],
-            )
+        latent_through(
+            "VAEEncode",
+            "pixels",
+            ("EmptyImage", dict(width=SIZE, height=SIZE, batch_size=1, color=99)),
+            vae=["5", 0],
         ),
         BEFORE,
         "RALU KSampler generates from pure noise, so it would ignore the picture in this latent.",
     ),
     "latent: inpainting noise mask": Case(
-        lambda prompt, models: sampler(prompt).update(
-            latent_image=add(
-                prompt,
-                "20",
-                "SetLatentNoiseMask",
-                samples=["4", 0],
-                mask=add(prompt, "21", "SolidMask", value=1.0, width=SIZE, height=SIZE),
-            )
+        latent_through(
+            "SetLatentNoiseMask",
+            "mask",
+            ("SolidMask", dict(value=1.0, width=SIZE, height=SIZE)),
+            samples=["4", 0],
         ),
         BEFORE,
         "RALU KSampler does not inpaint: the latent has a noise mask",
