@@ -49,8 +49,8 @@ CONDITIONING_REFUSALS = {
 # ComfyUI's EasyCache and LazyCache keep their state under this transformer_options key.
 STEP_CACHE_KEY = "easycache"
 # Latent tiles of the edge decode's second try after running out of memory. ComfyUI's VAE.decode
-# already retries with 64-pixel latent tiles, which cover a whole half-size estimate up to 1024x1024
-# pixels; a quarter of that area per tile is what can still fit.
+# already retries in tiles of 64 latent pixels, one tile for the half-size estimate of a picture up to
+# 1024x1024; tiles of 16 split that estimate into four and more, each a sixteenth of the area.
 EDGE_DECODE_TILE, EDGE_DECODE_OVERLAP = 16, 4
 # ComfyUI's EmptyLatentImage makes 4-channel latents at 1/8 of the picture, which ComfyUI widens to the
 # model's channels itself; other channel counts are other formats, at other scales.
@@ -73,8 +73,9 @@ def check_latent_format(model, samples: torch.Tensor) -> None:
     channels = model.model.latent_format.latent_channels
     if samples.ndim == 4 and samples.shape[1] not in (channels, WIDENED_CHANNELS):
         raise RaluInputError(
-            f"This latent has {samples.shape[1]} channels, a format of another model family (FLUX.2's has "
-            f"128 at 1/16 of the picture's size); the model samples {channels}-channel latents at 1/8. "
+            f"This latent has {samples.shape[1]} channels, a format of another model family (FLUX.2's, "
+            f"for one, has 128 at 1/16 of the picture's size); the model samples {channels}-channel "
+            "latents at 1/8. "
             "Connect an EmptySD3LatentImage (or EmptyLatentImage) of the final size."
         )
 
@@ -124,7 +125,7 @@ def check_mask(mask: torch.Tensor | None, samples: torch.Tensor) -> None:
     if masks.shape[0] not in (1, batch):
         raise RaluInputError(
             f"force_mask holds {masks.shape[0]} masks for a batch of {batch} images: connect one mask "
-            f"for all of them, or one per image."
+            "for all of them, or one per image."
         )
     mask_height, mask_width = masks.shape[-2:]
     # A mask at another resolution is scaled over the picture; a mask of another shape would be

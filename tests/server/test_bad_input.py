@@ -204,8 +204,8 @@ CASES = {
     "latent: FLUX.2 format (EmptyFlux2LatentImage, 128 channels at 1/16)": Case(
         latent("EmptyFlux2LatentImage", width=SIZE, height=SIZE, batch_size=1),
         BEFORE,
-        "This latent has 128 channels, a format of another model family (FLUX.2's has 128 at 1/16 of the "
-        "picture's size); the model samples 16-channel latents at 1/8.",
+        "This latent has 128 channels, a format of another model family (FLUX.2's, for one, has 128 at "
+        "1/16 of the picture's size); the model samples 16-channel latents at 1/8.",
     ),
     "latent: a picture (img2img)": Case(
         latent_through(
