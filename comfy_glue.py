@@ -116,12 +116,12 @@ def check_conditioning(positive, negative) -> None:
                     )
 
 
-def check_mask(mask: torch.Tensor | None, samples: torch.Tensor) -> None:
-    """Refuses a force_mask that cannot be laid over the picture: another batch, or another shape."""
+def check_mask(mask: torch.Tensor | None, batch: int, height: int, width: int) -> None:
+    """Refuses a force_mask that cannot be laid over a batch of pictures of that size: another batch,
+    or another shape."""
     if mask is None:
         return
     masks = mask.reshape(-1, *mask.shape[-2:])
-    batch, height, width = samples.shape[0], samples.shape[-2] * 8, samples.shape[-1] * 8
     if masks.shape[0] not in (1, batch):
         raise RaluInputError(
             f"force_mask holds {masks.shape[0]} masks for a batch of {batch} images: connect one mask "
@@ -352,7 +352,7 @@ def check_inputs(
     check_latent_format(model, latent["samples"])
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(samples)
-    check_mask(mask, samples)
+    check_mask(mask, samples.shape[0], samples.shape[-2] * 8, samples.shape[-1] * 8)
     if torch.count_nonzero(samples):
         raise RaluInputError(
             "RALU KSampler generates from pure noise, so it would ignore the picture in this "

@@ -98,15 +98,36 @@ def vae(name):
     return edit
 
 
-def force_mask(value=1.0, width=SIZE, height=SIZE, copies=1, batch=1):
+def mask_nodes(prompt: dict, value=1.0, width=SIZE, height=SIZE, copies=1) -> list:
+    """A SolidMask, repeated `copies` times in a batch: the link to the MASK."""
+    mask = add(prompt, "20", "SolidMask", value=value, width=width, height=height)
+    if copies > 1:
+        image = add(prompt, "21", "MaskToImage", mask=mask)
+        image = add(prompt, "22", "RepeatImageBatch", image=image, amount=copies)
+        mask = add(prompt, "23", "ImageToMask", image=image, channel="red")
+    return mask
+
+
+def force_mask(batch=1, **mask):
     def edit(prompt, models):
-        mask = add(prompt, "20", "SolidMask", value=value, width=width, height=height)
-        if copies > 1:
-            image = add(prompt, "21", "MaskToImage", mask=mask)
-            image = add(prompt, "22", "RepeatImageBatch", image=image, amount=copies)
-            mask = add(prompt, "23", "ImageToMask", image=image, channel="red")
         prompt["4"]["inputs"]["batch_size"] = batch
-        sampler(prompt)["force_mask"] = mask
+        sampler(prompt)["force_mask"] = mask_nodes(prompt, **mask)
+
+    return edit
+
+
+def edge_mask_with(**mask):
+    """In place of the whole prompt: RALU Edge Mask on two 128x128 pictures, with a force_mask."""
+
+    def edit(prompt, models):
+        prompt.clear()
+        image = add(prompt, "1", "EmptyImage", width=SIZE, height=SIZE, batch_size=2, color=0)
+        forced = mask_nodes(prompt, **mask)
+        edges = add(
+            prompt, "2", "RALUEdgeMask", image=image, force_mask=forced, up_ratio=0.3, faithful_gray=True,
+            tie_break_seed=0,
+        )  # fmt: skip
+        add(prompt, "3", "SaveImage", images=add(prompt, "4", "MaskToImage", mask=edges), filename_prefix="m")
 
     return edit
 
@@ -305,6 +326,15 @@ CASES = {
         BEFORE,
         "force_mask holds 3 masks for a batch of 2 images: connect one mask for all of them, or one per "
         "image.",
+    ),
+    "mask: another shape, on RALU Edge Mask": Case(
+        edge_mask_with(width=SIZE * 2),
+        BEFORE,
+        "force_mask is 256x128 but the picture is 128x128",
+        "2",
+    ),
+    "mask: batch mismatch (3 masks, 2 pictures), on RALU Edge Mask": Case(
+        edge_mask_with(copies=3), BEFORE, "force_mask holds 3 masks for a batch of 2 images", "2"
     ),
     "mask: all zeros": Case(force_mask(value=0.0), RUNS, check=default_selection),
     "mask: all ones": Case(force_mask(value=1.0), RUNS, check=upsampled_all_early),
