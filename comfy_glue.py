@@ -9,6 +9,7 @@ a custom KSAMPLER function under ComfyUI's own guider, cfg batching, conds and m
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
@@ -30,15 +31,24 @@ from .ralu.sampler import RaluResult, sample_ralu
 from .ralu.streams import image_generators
 from .ralu.tokens import patchify, strip_to_tokens, tokens_to_strip, unpatchify
 
+# Conditioning options RALU KSampler cannot honour: (what it is, why).
 CONDITIONING_REFUSALS = {
-    "area": "area conditioning (ConditioningSetArea) needs a pixel grid, which stage 2 does not have",
-    "mask": "masked conditioning (ConditioningSetMask) needs a pixel grid, which stage 2 does not have",
-    "gligen": "GLIGEN boxes need a pixel grid, which stage 2 does not have",
-    "concat_latent_image": "inpainting models (FLUX Fill) take a latent that must match each stage's shape",
+    "area": ("area conditioning (ConditioningSetArea)", "it needs a pixel grid, which stage 2 does not have"),
+    "mask": (
+        "masked conditioning (ConditioningSetMask)",
+        "it needs a pixel grid, which stage 2 does not have",
+    ),
+    "gligen": ("GLIGEN boxes", "they need a pixel grid, which stage 2 does not have"),
+    "concat_latent_image": (
+        "inpainting image (FLUX Fill)",
+        "inpainting models take a latent that must match each stage's shape",
+    ),
     # ComfyUI gives a reference image full-resolution positions, which stages 1 and 2 (in low-res
     # units) would misalign with the picture by a factor of 2.
-    "reference_latents": "reference images (FLUX Kontext's ReferenceLatent) sit at full-resolution "
-    "positions that the low-resolution stages do not share",
+    "reference_latents": (
+        "reference images (FLUX Kontext's ReferenceLatent)",
+        "they sit at full-resolution positions that the low-resolution stages do not share",
+    ),
 }
 # ComfyUI's EasyCache and LazyCache keep their state under this transformer_options key.
 STEP_CACHE_KEY = "easycache"
@@ -48,6 +58,13 @@ EARLY_TINT_WEIGHT = 0.5
 # Newer ComfyUI's empty latents say what they were sized for; its samplers hand these to
 # fix_empty_latent_channels and leave them out of the result, as RALU does.
 LATENT_SIZING_KEYS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
+# Latent tiles of the edge decode's second try after running out of memory. ComfyUI's VAE.decode
+# already retries in tiles of 64 latent pixels, one tile for the half-size estimate of a picture up to
+# 1024x1024; tiles of 16 split that estimate into four and more, each a sixteenth of the area.
+EDGE_DECODE_TILE, EDGE_DECODE_OVERLAP = 16, 4
+# ComfyUI's EmptyLatentImage makes 4-channel latents at 1/8 of the picture, which ComfyUI widens to the
+# model's channels itself; other channel counts are other formats, at other scales.
+WIDENED_CHANNELS = 4
 
 
 def check_plan_family(plan: Plan, family: ModelFamily, model) -> None:
@@ -65,16 +82,34 @@ def check_plan_family(plan: Plan, family: ModelFamily, model) -> None:
         raise RaluInputError(mismatch)
 
 
+def check_latent_format(model, samples: torch.Tensor) -> None:
+    """Refuses a latent of another format than the model's, before ComfyUI resizes its channels."""
+    channels = model.model.latent_format.latent_channels
+    if samples.ndim == 4 and samples.shape[1] not in (channels, WIDENED_CHANNELS):
+        raise RaluInputError(
+            f"This latent has {samples.shape[1]} channels, a format of another model family (FLUX.2's, "
+            f"for one, has 128 at 1/16 of the picture's size); the model samples {channels}-channel "
+            "latents at 1/8. "
+            "Connect an EmptySD3LatentImage (or EmptyLatentImage) of the final size."
+        )
+
+
 def check_latent(samples: torch.Tensor) -> None:
     if samples.ndim != 4:
         raise RaluInputError(
             f"RALU KSampler needs an image latent (B, C, H, W); got shape {tuple(samples.shape)}."
+        )
+    if samples.shape[0] == 0:
+        raise RaluInputError(
+            "The latent holds no images (batch size 0): connect a latent of batch size 1 or more."
         )
     height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
     if height % FULL_RES_CELL or width % FULL_RES_CELL:
 
         def near(v: int) -> str:
             lo = v // FULL_RES_CELL * FULL_RES_CELL
+            if lo == v:
+                return str(v)
             return f"{lo} or {lo + FULL_RES_CELL}" if lo else str(FULL_RES_CELL)
 
         raise RaluInputError(
@@ -87,12 +122,33 @@ def check_latent(samples: torch.Tensor) -> None:
 def check_conditioning(positive, negative) -> None:
     for label, conditioning in (("positive", positive), ("negative", negative)):
         for _, options in conditioning:
-            for key, why in CONDITIONING_REFUSALS.items():
+            for key, (what, why) in CONDITIONING_REFUSALS.items():
                 if options.get(key) is not None:
                     raise RaluInputError(
-                        f"RALU KSampler cannot use the {label} prompt's {why}. "
+                        f"RALU KSampler cannot use the {label} prompt's {what}: {why}. "
                         "Remove it, or use a plain KSampler."
                     )
+
+
+def check_mask(mask: torch.Tensor | None, batch: int, height: int, width: int) -> None:
+    """Refuses a force_mask that cannot be laid over a batch of pictures of that size: another batch,
+    or another shape."""
+    if mask is None:
+        return
+    masks = mask.reshape(-1, *mask.shape[-2:])
+    if masks.shape[0] not in (1, batch):
+        raise RaluInputError(
+            f"force_mask holds {masks.shape[0]} masks for a batch of {batch} images: connect one mask "
+            "for all of them, or one per image."
+        )
+    mask_height, mask_width = masks.shape[-2:]
+    # A mask at another resolution is scaled over the picture; a mask of another shape would be
+    # stretched.
+    if abs(mask_width * height - mask_height * width) > 0.01 * mask_height * width:
+        raise RaluInputError(
+            f"force_mask is {mask_width}x{mask_height} but the picture is {width}x{height}: connect a "
+            "mask of the picture's size (or its shape, at another resolution)."
+        )
 
 
 def check_vae(model, family: ModelFamily, vae) -> None:
@@ -148,7 +204,7 @@ def latent_to_rgb(model, x0_latent: torch.Tensor) -> torch.Tensor:
     return ((rgb + 1) / 2).clamp(0, 1).movedim(1, -1)
 
 
-def vae_decode_keeping_models(vae, latent: torch.Tensor) -> torch.Tensor:
+def vae_decode_keeping_models(decode, latent: torch.Tensor) -> torch.Tensor:
     """Decodes mid-sampling without leaving the diffusion model evicted (ControlNet's pattern).
 
     The picture comes back on the latent's device, where the edges are scored: ComfyUI returns it on
@@ -156,8 +212,10 @@ def vae_decode_keeping_models(vae, latent: torch.Tensor) -> torch.Tensor:
     on the CPU.
     """
     in_use = comfy.model_management.loaded_models(only_currently_used=True)
-    image = vae.decode(latent)
-    comfy.model_management.load_models_gpu(in_use)
+    try:
+        image = decode(latent)
+    finally:
+        comfy.model_management.load_models_gpu(in_use)
     return image.reshape(-1, *image.shape[-3:])[..., :3].to(device=latent.device, dtype=torch.float32)
 
 
@@ -199,16 +257,41 @@ class EdgeSource:
     vae: object | None
     source: str  # "vae", "latent" or "latent gradient"
     faithful_gray: bool
+    # What found the edges instead of the VAE decode after it ran out of memory, or None.
+    fallback: str | None = None
 
     def __call__(self, x0_tokens: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         latent = unpatchify(x0_tokens, 2 * rows, 2 * cols)
         if self.source == "latent gradient":
             return latent_gradient_scores(latent)
         if self.source == "vae":
-            image = vae_decode_keeping_models(self.vae, self.model.model.process_latent_out(latent))
+            image = self.decode(self.model.model.process_latent_out(latent))
+            if image is None:
+                return latent_gradient_scores(latent)
         else:
             image = latent_to_rgb(self.model, latent)
         return edge_map_and_scores(image, self.faithful_gray)[1]
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """The decoded picture; after running out of memory a tiled decode in smaller tiles, and after
+        that None (the latent gradient scores the edges): a run that only needs edges goes on."""
+
+        def tiled(samples):
+            return self.vae.decode_tiled(
+                samples, tile_x=EDGE_DECODE_TILE, tile_y=EDGE_DECODE_TILE, overlap=EDGE_DECODE_OVERLAP
+            )
+
+        for decode, fallback in ((self.vae.decode, "tiled VAE decode"), (tiled, "latent gradient")):
+            try:
+                return vae_decode_keeping_models(decode, latent)
+            except comfy.model_management.OOM_EXCEPTION:
+                logging.warning(
+                    "RALU KSampler: the VAE ran out of memory decoding the stage-1 estimate for its "
+                    f"edges; finding them with a {fallback} instead."
+                )
+                self.fallback = fallback
+                comfy.model_management.soft_empty_cache()
+        return None
 
 
 def model_caller(
@@ -292,12 +375,13 @@ def ralu_sampler_function(model_k, x, sigmas, extra_args=None, callback=None, di
         on_stage=step_cache,
     )
     result.steps_skipped = step_cache.finish()
+    result.edge_fallback = run.edge_source.fallback
     run.result = result
     return result.latent
 
 
 def check_inputs(
-    model, plan: Plan, positive, negative, latent: dict, vae, edge_source: str
+    model, plan: Plan, positive, negative, latent: dict, vae, edge_source: str, mask: torch.Tensor | None
 ) -> tuple[ModelFamily, torch.Tensor]:
     """Refuses, with a message that says what to change, what RALU cannot sample; returns the model's
     family and the latent."""
@@ -314,9 +398,11 @@ def check_inputs(
     check_conditioning(positive, negative)
     if edge_source == "vae":
         check_vae(model, family, vae)
+    check_latent_format(model, latent["samples"])
     sizing = {key: latent[key] for key in LATENT_SIZING_KEYS if key in latent}
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"], **sizing)
     check_latent(samples)
+    check_mask(mask, samples.shape[0], samples.shape[-2] * 8, samples.shape[-1] * 8)
     if torch.count_nonzero(samples):
         raise RaluInputError(
             "RALU KSampler generates from pure noise, so it would ignore the picture in this "
@@ -357,7 +443,7 @@ def run_ralu_ksampler(
     faithful_gray: bool,
 ):
     """Samples `latent` with RALU; returns (the LATENT dict, the early-upsample MASK, the run's result)."""
-    family, samples = check_inputs(model, plan, positive, negative, latent, vae, edge_source)
+    family, samples = check_inputs(model, plan, positive, negative, latent, vae, edge_source, mask)
     patched, positions = clone_for_ralu(model, family)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     previewer = latent_preview.get_previewer(patched.load_device, patched.model.latent_format)

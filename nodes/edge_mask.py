@@ -1,5 +1,6 @@
 from comfy_api.latest import io, ui
 
+from ..comfy_glue import check_mask
 from ..ralu.edge_map import FULL_RES_CELL, early_upsample_mask
 from ..ralu.sampler import early_upsample_count
 from ..ralu.streams import image_generators
@@ -68,6 +69,7 @@ class RALUEdgeMask(io.ComfyNode):
                 f"{FULL_RES_CELL} pixels, as RALU generates them; got {width}x{height}. "
                 f"Crop or scale it first (e.g. ImageScale)."
             )
+        check_mask(force_mask, image.shape[0], height, width)
         ratio = up_ratio if plan is None else plan.up_ratio
         k = early_upsample_count(ratio, (height // FULL_RES_CELL) * (width // FULL_RES_CELL))
         mask, edge_image = early_upsample_mask(

@@ -104,6 +104,8 @@ class RALUKSampler(io.ComfyNode):
         if result.steps_skipped is not None:
             skipped = ", ".join(map(str, result.steps_skipped))
             summary += f"; steps skipped by the step cache per stage: {skipped}"
+        if result.edge_fallback is not None:
+            summary += f"; the VAE ran out of memory, so the edges came from a {result.edge_fallback}"
         plain, tinted = result_previews(model, result.latent, early)
         # "images" is what the frontend shows on the node; web/ralu_overlay.js swaps in "ralu_plain"
         # when its toggle hides the early regions.

@@ -47,6 +47,8 @@ class RaluResult:
     calls_per_stage: list[int]
     # Steps a host's step cache answered from its cache instead of the model, per stage (None: no cache).
     steps_skipped: list[int] | None = None
+    # What scored the edges instead of the host's VAE decode after it ran out of memory (None: it did not).
+    edge_fallback: str | None = None
 
 
 def early_upsample_count(up_ratio: float, low_res_tokens: int) -> int:

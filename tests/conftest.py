@@ -50,6 +50,7 @@ class TestModels:
     clip_l: str  # CLIPLoader clip_name, type "sd3"
     taef1: str  # VAELoader vae_name
     taesd3: str  # VAELoader vae_name
+    taesd: str  # VAELoader vae_name: SD1.5's 4-channel format
 
     __test__ = False  # not a test class
 
@@ -103,6 +104,7 @@ def test_models() -> TestModels:
         clip_l=models.CLIP_L,
         taef1=models.TAEF1,
         taesd3=models.TAESD3,
+        taesd=models.TAESD,
     )
 
 

@@ -136,14 +136,15 @@ def stage_report(entry) -> str:
     return text
 
 
-def check_plain_after_ralu_matches_a_fresh_server(comfy_host, fresh_host, models, prefix, **case):
+def check_plain_after_ralu_matches_a_fresh_server(comfy_host, fresh_host, models, prefix, seed=77, **case):
     """Call right after a RALU run of `ralu_prompt(models, **case)` on comfy_host: a plain KSampler on
     the model that run sampled with (cached by the server) must give, bit for bit, the latent the same
-    prompt gives on `fresh_host`, where RALU never ran: RALU leaves the shared model as it found it."""
+    prompt gives on `fresh_host`, where RALU never ran: RALU leaves the shared model as it found it.
+    A seed not used before on comfy_host keeps the server from answering from its cache."""
     import torch
 
-    after = comfy_host.run(plain_prompt(models, seed=77, prefix=f"{prefix}_plain_after_ralu", **case))
+    after = comfy_host.run(plain_prompt(models, seed=seed, prefix=f"{prefix}_plain_after_ralu", **case))
     assert not executed(after, "1"), "the plain run must reuse the model object RALU sampled with"
-    fresh_host.run(plain_prompt(models, seed=77, prefix=f"{prefix}_plain_fresh", **case))
+    fresh_host.run(plain_prompt(models, seed=seed, prefix=f"{prefix}_plain_fresh", **case))
     reference = saved_latent(fresh_host, f"{prefix}_plain_fresh")
     assert torch.equal(saved_latent(comfy_host, f"{prefix}_plain_after_ralu"), reference)

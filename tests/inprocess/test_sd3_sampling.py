@@ -83,8 +83,8 @@ def test_the_full_sd3_vae_decodes_the_stage_1_estimate(pack, tiny_sd3, monkeypat
     decoded = []
     real = glue.vae_decode_keeping_models
 
-    def spy(vae, latent):
-        image = real(vae, latent)
+    def spy(decode, latent):
+        image = real(decode, latent)
         decoded.append((tuple(latent.shape), tuple(image.shape)))
         return image
 

@@ -138,3 +138,23 @@ def test_a_flux_1_dev_plan_is_refused_only_on_schnell(pack, request, fixture, re
                 glue.check_plan_family(plan_mod.PRESETS[name], family, model)
         else:
             glue.check_plan_family(plan_mod.PRESETS[name], family, model)
+
+
+def test_cond_and_uncond_split_under_memory_pressure_give_the_same_latent(pack, tiny_flux):
+    """ComfyUI batches cond and uncond into one model call when it estimates they fit in free memory,
+    and calls the model once for each when they do not. A model that claims to need far more memory
+    than there is (its memory_usage_factor, through ComfyUI's own object patch) gets separate calls:
+    the same picture as one batched call, up to float rounding."""
+    _, plan_mod = ralu_modules(pack)
+    plan = plan_mod.PRESETS["flux_7x"]
+    batched, batched_calls = recorded(tiny_flux)
+    pressed = tiny_flux.clone()
+    pressed.add_object_patch("memory_usage_factor", 1e12)
+    split, split_calls = recorded(pressed)
+    one_call, _, one_result = run(pack, batched, plan, seed=5, cfg=3.0, size=128)
+    two_calls, _, two_result = run(pack, split, plan, seed=5, cfg=3.0, size=128)
+    assert {shape[0] for shape in batched_calls.shapes} == {2}
+    assert {shape[0] for shape in split_calls.shapes} == {1}
+    assert len(split_calls.shapes) == 2 * len(batched_calls.shapes)
+    assert torch.equal(one_result.selected, two_result.selected)
+    torch.testing.assert_close(one_call["samples"], two_calls["samples"], atol=1e-4, rtol=1e-4)

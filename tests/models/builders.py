@@ -41,6 +41,9 @@ SD35_MEDIUM = "ralu_test_sd35_medium.safetensors"  # SD3.5 Medium's MMDiT-X: qk-
 CLIP_L = "ralu_test_clip_l.safetensors"  # CLIPLoader / text_encoders (type "sd3")
 TAEF1 = "taef1"  # VAELoader, from vae_approx/taef1_{encoder,decoder}.safetensors
 TAESD3 = "taesd3"  # VAELoader, from vae_approx/taesd3_{encoder,decoder}.safetensors
+TAESD = "taesd"  # VAELoader: SD1.5's 4-channel tiny VAE, a VAE of another latent format for the tests
+# Latent channels of each tiny VAE.
+TAE_CHANNELS = {TAEF1: 16, TAESD3: 16, TAESD: 4}
 
 FLUX_DEV_CONFIG = dict(
     image_model="flux",
@@ -236,7 +239,7 @@ def _taesd_builder(name: str, part: str) -> Callable[[], dict]:
         import torch
 
         make = taesd.Encoder if part == "encoder" else taesd.Decoder
-        shapes = _meta_state_dict(lambda: make(latent_channels=16))
+        shapes = _meta_state_dict(lambda: make(latent_channels=TAE_CHANNELS[name]))
         return random_weights(shapes, f"{name}_{part}", torch.float32)
 
     return build
@@ -247,7 +250,7 @@ MODELS: tuple[ModelFile, ...] = (
         ModelFile(
             "vae_approx", f"{tae}_{part}.safetensors", _taesd_builder(tae, part), f"random TAESD {part}"
         )
-        for tae in (TAEF1, TAESD3)
+        for tae in TAE_CHANNELS
         for part in ("encoder", "decoder")
     ),
     *(

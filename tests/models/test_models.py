@@ -98,14 +98,15 @@ def test_clip_l_loads_and_encodes(comfy, test_models):
     assert torch.isfinite(out["cond"]).all() and out["cond"].abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", [builders.TAEF1, builders.TAESD3])
+@pytest.mark.parametrize("name", list(builders.TAE_CHANNELS))
 def test_taesd_listed_and_decodes(comfy, test_models, name):
     import nodes
 
+    channels = builders.TAE_CHANNELS[name]
     assert name in nodes.VAELoader.vae_list(nodes.VAELoader)
     (vae,) = nodes.VAELoader().load_vae(name)
     with torch.inference_mode():
-        image = vae.decode(torch.randn(1, 16, 16, 16))
+        image = vae.decode(torch.randn(1, channels, 16, 16))
         latent = vae.encode(image)
     assert tuple(image.shape) == (1, 128, 128, 3)
-    assert tuple(latent.shape) == (1, 16, 16, 16)
+    assert tuple(latent.shape) == (1, channels, 16, 16)
