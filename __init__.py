@@ -15,7 +15,7 @@ if ComfyExtension is not None:
             return NODES
 
     async def comfy_entrypoint() -> ComfyExtension:
-        from .plan_preview import register_routes  # ComfyUI calls this once, with its server up
+        from .plan_preview import register_routes  # ComfyUI calls this once, after its server is up
 
         register_routes()
         return RaluExtension()

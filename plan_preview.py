@@ -10,6 +10,7 @@ computes: it takes no paths, reads and writes no files. A bad value gets a 400 w
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from aiohttp import web
 
@@ -93,6 +94,9 @@ async def handle_plan_preview(request: web.Request) -> web.Response:
 
 
 def register_routes() -> None:
-    from server import PromptServer
-
-    PromptServer.instance.routes.get(ROUTE)(handle_plan_preview)
+    """Adds the route to ComfyUI's running server. Without one (ComfyUI used as a library, as `make
+    bench` does) there is nothing to add it to, and importing server.py there would fail."""
+    server = sys.modules.get("server")  # main.py imports it before it loads any custom node
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is not None:
+        instance.routes.get(ROUTE)(handle_plan_preview)

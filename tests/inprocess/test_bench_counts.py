@@ -123,3 +123,21 @@ def test_the_latent_edges_row_is_compared_cell_by_cell_with_the_vae_path(counted
     vae, latent = (bench.early_masks[key] for key in ("flux_4x", bench_script.LATENT_EDGES_ROW))
     assert int((latent > 0.5).sum()) == int((vae > 0.5).sum())  # the same k, wherever they lie
     assert shared == int(((vae > 0.5) & (latent > 0.5)).sum()) // 32**2
+
+
+def test_the_bench_loads_the_pack_through_comfyuis_loader_with_no_server():
+    """`make bench` runs ComfyUI as a library: the pack's entry point must load there too (its route
+    has no server to go on, and importing server.py after nodes.py would fail)."""
+    import subprocess
+    import sys
+
+    from tests.comfy_path import REPO_ROOT
+
+    script = (
+        "from scripts import bench; from tests import comfy_path; comfy_path.ensure(); "
+        "pack = bench.import_pack(); print('loaded', pack.__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "loaded" in done.stdout, done.stdout + done.stderr
