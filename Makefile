@@ -68,13 +68,13 @@ test-min-deps: setup
 		sys.exit(0 if found == floors else f"expected numpy, scipy {floors}, imported {found}")' "$$numpy" "$$scipy"; \
 	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(MODELS_DIR)" $(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# Extra arguments for scripts/bench.py, e.g. `make bench BENCH_ARGS="--repeats 3"`, "--size 512 --rows
+# Extra arguments for scripts/bench.py, e.g. `make bench BENCH_ARGS="--repeats 3"`, "--size 256 --rows
 # flux_4x,flux_7x" or "--gpu" (FLUX.1-dev's dimensions at 1024x1024 on a CUDA GPU).
 BENCH_ARGS ?=
 
 .PHONY: bench
 # The plain sampler, naive step reduction, every FLUX RALU preset and the step caches, in-process through
-# ComfyUI's classes on the test FLUX (CPU: 256x256, one timed round, about 9 minutes on 2 cores); a
+# ComfyUI's classes on the test FLUX (CPU: 512x512, one timed round, about 7.5 minutes on 2 cores); a
 # Markdown table on stdout, with a JSON copy, in bench_output/.
 bench: setup models
 	$(PY) scripts/bench.py --models-dir "$(MODELS_DIR)" $(BENCH_ARGS)

@@ -16,9 +16,9 @@ time is the median of its rounds. Every run is under `torch.inference_mode()`, a
 runs a prompt.
 
 Modes:
-- CPU (default): the random-weight test FLUX (FLUX.1-dev's width, one double block; `make models`),
-  sized so that the whole table takes under 10 minutes on 2 cores (see DEFAULT_SIZE below): one timed
-  round; `--repeats 3` gives medians in about 17 minutes.
+- CPU (default): the random-weight test FLUX (FLUX.1-dev's width, one double block; `make models`) at
+  512x512, one timed round, so that the whole table takes under 10 minutes on 2 quiet cores (about 7.5;
+  see DEFAULT_SIZE below); `--repeats 3` gives medians in about 14 minutes.
 - `--gpu`: FLUX.1-dev's dimensions (19 double + 38 single blocks, random weights built here from
   ComfyUI's classes) at 1024x1024 in bf16 on a CUDA GPU. Written for a CUDA machine but not run yet:
   none was available where it was written.
@@ -27,7 +27,7 @@ Modes:
 The weights are random (except with --model): the pictures are noise, so this says nothing about
 quality; it measures cost.
 
-    python scripts/bench.py [--size 256] [--repeats 1] [--rows plain,flux_4x,...] [--text-tokens 77]
+    python scripts/bench.py [--size 512] [--repeats 1] [--rows plain,flux_4x,...] [--text-tokens 77]
                             [--gpu] [--model PATH] [--output bench_output]
 """
 
@@ -62,14 +62,14 @@ from tests import models as test_models  # noqa: E402
 BASELINE_STEPS = 50  # FLUX.1-dev's usual step count: the workflows' comparison KSampler
 SEED = 20250708  # the shipped workflows' seed
 GUIDANCE = 3.5  # FluxGuidance in the workflows
-# CPU defaults. One round of the ten rows is 214 model calls, 143 of them the plain sampler's at full
-# resolution. On this project's 2-core machine a step of the test FLUX costs about 0.57 s that does not
-# shrink with the tokens (its 404M fp32 weights, 1.6 GB, streamed through the matrix products each step)
-# plus about 1.9 ms per token (fitted to `make demo`'s quiet 512x512 timings and to step times at 72 to
-# 1101 tokens measured under load): a round takes about 250 s at 256x256 with 77 text tokens (CLIP-L's
-# count, as `make demo` gives the test model) and about 550 s at 512x512. The FLOP-counting run of each
-# row takes one more round, so the default is 256x256 and one timed round: about 9 minutes in all.
-DEFAULT_SIZE = 256
+# CPU defaults. One round of the eleven rows is 232 model calls, 143 of them the plain sampler's at full
+# resolution. On this project's 2-core machine, quiet, a step of the test FLUX costs about 0.03 s that
+# does not shrink with the tokens plus about 0.9 ms per token: a round takes about 3.5 minutes at
+# 512x512 with 77 text tokens (CLIP-L's count, as `make demo` gives the test model), and the untimed
+# FLOP-counting run of each row about as long, so the default table takes about 7.5 minutes (11 with
+# `--repeats 2`). At 256x256 the fixed part is a third of a full-resolution step, and the low-resolution
+# steps' share of it keeps RALU's measured speed-ups further below the FLOP model.
+DEFAULT_SIZE = 512
 DEFAULT_REPEATS = 1
 DEFAULT_TEXT_TOKENS = 77
 GPU_REPEATS = 3  # FLUX.1-dev at 1024x1024 on a GPU: a round takes about a minute
@@ -785,9 +785,9 @@ def main(argv: list[str] | None = None) -> int:
     if not bench.cuda:
         header.append(
             f"CPU defaults: {DEFAULT_SIZE}x{DEFAULT_SIZE}, {DEFAULT_TEXT_TOKENS} text tokens, "
-            f"{DEFAULT_REPEATS} timed round, so that the whole default table takes about 9 minutes on 2 "
+            f"{DEFAULT_REPEATS} timed round, so that the whole default table takes about 7.5 minutes on 2 "
             "quiet cores (the FLOP-counting round is a second round); `--repeats 3` gives medians in about "
-            "17 minutes; `--size`, `--text-tokens`, `--rows` change the rest."
+            "14 minutes; `--size`, `--text-tokens`, `--rows` change the rest."
         )
     notes = [
         "Speed-up: the baseline's median wall time over the row's. CPU-time speed-up: the same with the "
