@@ -244,20 +244,25 @@ def test_linked_stage_ends_are_checked_when_the_planner_runs(comfy_host):
     ("plan", "name"),
     [({"preset": "sd3_3x"}, "sd3_3x"), ({"preset": "custom", "n1": 1, "estimate_for": "sd3"}, "custom")],
 )
-def test_a_plan_for_sd3_is_refused_on_flux_before_sampling(comfy_host, test_models, plan, name):
-    prompt = ralu_prompt(test_models, size=128, prefix="wrong_family")
-    prompt[PLAN_NODE]["inputs"].update(plan)
+def sampler_refusal(comfy_host, prompt) -> str:
+    """The message RALU KSampler stopped the queued prompt with, checked to come before sampling."""
     status, body = comfy_host.submit(prompt)
     assert status == 200, body
     with pytest.raises(PromptFailed) as failure:
         comfy_host.wait(body["prompt_id"])
     [error] = [data for kind, data in failure.value.entry["status"]["messages"] if kind == "execution_error"]
     assert error["node_id"] == SAMPLER_NODE
-    assert error["exception_message"].strip() == (
+    assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"
+    return error["exception_message"].strip()
+
+
+def test_a_plan_for_sd3_is_refused_on_flux_before_sampling(comfy_host, test_models, plan, name):
+    prompt = ralu_prompt(test_models, size=128, prefix="wrong_family")
+    prompt[PLAN_NODE]["inputs"].update(plan)
+    assert sampler_refusal(comfy_host, prompt) == (
         f"This plan ({name}) is for SD3 models, but the connected model is FLUX: choose one of its presets "
         "(flux_4x, flux_5x, flux_7x, flux_schnell) or a custom plan whose estimate_for is a FLUX model."
     )
-    assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"
 
 
 @pytest.mark.parametrize(
@@ -283,14 +288,7 @@ def test_a_plan_for_sd3_is_refused_on_flux_before_sampling(comfy_host, test_mode
 def test_a_plan_for_the_other_flux_is_refused_before_sampling(comfy_host, test_models, unet, plan, message):
     prompt = ralu_prompt(test_models, size=128, prefix="wrong_flux", unet=getattr(test_models, unet))
     prompt[PLAN_NODE]["inputs"].update(plan)
-    status, body = comfy_host.submit(prompt)
-    assert status == 200, body
-    with pytest.raises(PromptFailed) as failure:
-        comfy_host.wait(body["prompt_id"])
-    [error] = [data for kind, data in failure.value.entry["status"]["messages"] if kind == "execution_error"]
-    assert error["node_id"] == SAMPLER_NODE
-    assert error["exception_message"].strip() == message
-    assert not any("sample_custom" in line for line in error["traceback"]), "refused before sampling"
+    assert sampler_refusal(comfy_host, prompt) == message
 
 
 def test_a_graph_with_a_missing_model_file_gets_comfyuis_error_not_a_success(comfy_host, test_models):
