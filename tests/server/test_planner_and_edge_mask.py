@@ -240,10 +240,6 @@ def test_linked_stage_ends_are_checked_when_the_planner_runs(comfy_host):
         comfy_host.wait(body["prompt_id"])
 
 
-@pytest.mark.parametrize(
-    ("plan", "name"),
-    [({"preset": "sd3_3x"}, "sd3_3x"), ({"preset": "custom", "n1": 1, "estimate_for": "sd3"}, "custom")],
-)
 def sampler_refusal(comfy_host, prompt) -> str:
     """The message RALU KSampler stopped the queued prompt with, checked to come before sampling."""
     status, body = comfy_host.submit(prompt)
@@ -256,6 +252,10 @@ def sampler_refusal(comfy_host, prompt) -> str:
     return error["exception_message"].strip()
 
 
+@pytest.mark.parametrize(
+    ("plan", "name"),
+    [({"preset": "sd3_3x"}, "sd3_3x"), ({"preset": "custom", "n1": 1, "estimate_for": "sd3"}, "custom")],
+)
 def test_a_plan_for_sd3_is_refused_on_flux_before_sampling(comfy_host, test_models, plan, name):
     prompt = ralu_prompt(test_models, size=128, prefix="wrong_family")
     prompt[PLAN_NODE]["inputs"].update(plan)
