@@ -290,7 +290,7 @@ def demo_family(
     if real:
         replacements = {"width": size, "height": size}
     else:
-        replacements = replacements_for_test_models(size, size, family=family.name)
+        replacements = replacements_for_test_models(size, size, model=family.name)
     if opts.seed is not None:
         replacements["seed"] = opts.seed
 

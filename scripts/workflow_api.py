@@ -307,12 +307,12 @@ def prune_to(prompt: Mapping, keep: Iterable[str]) -> dict:
     return {k: copy.deepcopy(v) for k, v in prompt.items() if k in needed}
 
 
-def replacements_for_test_models(width: int = 256, height: int = 256, family: str = "flux", **extra) -> dict:
+def replacements_for_test_models(width: int = 256, height: int = 256, model: str = "flux", **extra) -> dict:
     """Replacements that swap the stock files of a model ("flux": FLUX.1-dev, "flux_schnell", "sd3": SD3
     Medium) for its test models, at width x height."""
-    if family not in TEST_MODELS_BY_FAMILY:
-        raise WorkflowError(f"family ({family!r}) must be one of {', '.join(TEST_MODELS_BY_FAMILY)}")
-    return {**copy.deepcopy(TEST_MODELS_BY_FAMILY[family]), "width": width, "height": height, **extra}
+    if model not in TEST_MODELS_BY_FAMILY:
+        raise WorkflowError(f"model ({model!r}) must be one of {', '.join(TEST_MODELS_BY_FAMILY)}")
+    return {**copy.deepcopy(TEST_MODELS_BY_FAMILY[model]), "width": width, "height": height, **extra}
 
 
 def split_checkpoint_loaders(prompt: Mapping) -> dict:

@@ -444,7 +444,7 @@ def image_refs(entry: dict, node_id: str) -> list[dict]:
 
 
 def stand_ins_for(path: Path, **extra) -> dict:
-    return replacements_for_test_models(SIZE, SIZE, family=model_of(path), **extra)
+    return replacements_for_test_models(SIZE, SIZE, model=model_of(path), **extra)
 
 
 @workflow_params

@@ -149,7 +149,7 @@ def sd3_checkpoint_prompt() -> dict:
 
 def test_substitute_splits_a_checkpoint_loader_into_the_test_models_loaders():
     prompt = sd3_checkpoint_prompt()
-    out = substitute(prompt, replacements_for_test_models(256, 256, family="sd3", steps=2))
+    out = substitute(prompt, replacements_for_test_models(256, 256, model="sd3", steps=2))
     assert out["4"] == {
         "class_type": "UNETLoader",
         "inputs": {"weight_dtype": "default", "unet_name": "ralu_test_sd3.safetensors"},
@@ -181,12 +181,14 @@ def test_a_checkpoint_loader_needs_all_three_model_replacements():
 
 def test_test_models_by_family():
     assert replacements_for_test_models(64, 32)["unet_name"] == "ralu_test_flux_dev.safetensors"
-    sd3 = replacements_for_test_models(64, 32, family="sd3")
+    sd3 = replacements_for_test_models(64, 32, model="sd3")
     assert (sd3["unet_name"], sd3["vae_name"], sd3["width"], sd3["height"]) == (
         "ralu_test_sd3.safetensors",
         "taesd3",
         64,
         32,
     )
-    with pytest.raises(WorkflowError, match=r"family \('sdxl'\) must be one of flux, sd3"):
-        replacements_for_test_models(family="sdxl")
+    schnell = replacements_for_test_models(64, 32, model="flux_schnell")
+    assert (schnell["unet_name"], schnell["vae_name"]) == ("ralu_test_flux_schnell.safetensors", "taef1")
+    with pytest.raises(WorkflowError, match=r"model \('sdxl'\) must be one of flux, flux_schnell, sd3"):
+        replacements_for_test_models(model="sdxl")
