@@ -155,8 +155,9 @@ def full_size(host, entry):
 
 NOT_IN_HOST = "ComfyUI 0.3.75, the version tested, has no {} model class"
 MODELS_SUPPORTED = (
-    "RALU KSampler supports FLUX.1 models (dev, schnell and their fine-tunes: 16-channel latents, 2x2 "
-    "patches); SD3 and SD3.5 models (Medium, Large, Large Turbo: 16-channel latents, 2x2 patches). "
+    "RALU KSampler supports FLUX.1 models (dev, schnell and their fine-tunes) and LongCat-Image and "
+    "Ovis-Image, which share FLUX.1's architecture (16-channel latents, 2x2 patches); SD3 and SD3.5 models "
+    "(Medium, Large, Large Turbo: 16-channel latents, 2x2 patches). "
 )
 PER_32 = "RALU needs an image whose width and height are multiples of 32 pixels"
 
@@ -355,9 +356,9 @@ def test_bad_input(comfy_host, test_models, case):
     case.edit(prompt, test_models)
     status, body = comfy_host.submit(prompt)
     if case.outcome == QUEUE:
-        # 400 when no output is left to run; else ComfyUI runs only the outputs that do not depend on
-        # the bad node (here the Planner, an output node itself).
-        assert status == (400 if case.node == PLAN_NODE else 200), body
+        # Every output of these prompts depends on the bad node (the Planner is no output node), so
+        # ComfyUI runs none and answers 400.
+        assert status == 400, body
         assert case.text in queue_errors(body, case.node)
         return
     assert status == 200, body
