@@ -91,6 +91,27 @@ MODEL_FORMATS = {
 }  # fmt: skip
 
 
+# Fields newer ComfyUI's detection adds to these configs (0.33: txt_ids_dims, and Chroma's vec_in_dim),
+# which its params classes require and 0.3.75's do not take: (params module, class, fields).
+NEWER_FIELDS = {
+    "flux2": ("comfy.ldm.flux.model", "FluxParams", {"txt_ids_dims": [3]}),
+    "chroma": ("comfy.ldm.chroma.model", "ChromaParams", {"txt_ids_dims": [], "vec_in_dim": None}),
+}
+
+
+def config_for_this_host(format: str) -> dict:
+    """The format's unet config with the fields this ComfyUI's params class has among NEWER_FIELDS."""
+    import dataclasses
+    import importlib
+
+    config = dict(MODEL_FORMATS[format][1])
+    if format in NEWER_FIELDS:
+        module, params, fields = NEWER_FIELDS[format]
+        known = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), params))}
+        config.update({k: v for k, v in fields.items() if k in known})
+    return config
+
+
 class RALUTestModel:
     """A model of another family, as ComfyUI's loader makes it from a released checkpoint, with its
     weights on the meta device: enough for code that refuses it, and free to build."""
@@ -108,8 +129,8 @@ class RALUTestModel:
         import comfy.model_patcher
         import comfy.supported_models
 
-        name, unet_config = MODEL_FORMATS[format]
-        model_config = getattr(comfy.supported_models, name)(dict(unet_config))
+        name = MODEL_FORMATS[format][0]
+        model_config = getattr(comfy.supported_models, name)(config_for_this_host(format))
         model_config.set_inference_dtype(torch.float32, None)
         model = model_config.get_model({}, device=torch.device("meta"))
         return (comfy.model_patcher.ModelPatcher(model, mm.get_torch_device(), mm.unet_offload_device()),)
