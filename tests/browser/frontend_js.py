@@ -132,3 +132,28 @@ SET_GROUP_MODE = """({prefix, mode}) => {
 }"""
 
 PROMPT_OUTPUT = "async () => (await app.graphToPrompt()).output"
+
+# How the page reports a refused or failed run. Older frontends open a dialog with the whole message.
+# Frontend 1.49 shows a summary ("Invalid input", "View details") whose button opens the right side
+# panel's error list, each item's message folded behind an info button (aria-controls
+# "execution-item-detail-..."). ERROR_REPORTED: either is on the page; OPEN_ERROR_DETAILS: where there is
+# a summary, open its list and unfold every item; whether there was one.
+ERROR_REPORTED = """(text) => (text !== null && document.body.innerText.includes(text))
+  || [...document.querySelectorAll(".p-dialog")].some((d) => d.innerText.includes("failed validation"))
+  || [...document.querySelectorAll("button")].some((b) => b.innerText.trim() === "View details")"""
+
+OPEN_ERROR_DETAILS = """async () => {
+  const view = [...document.querySelectorAll("button")].find((b) => b.innerText.trim() === "View details");
+  if (!view) return false;
+  view.click();
+  const folded = () => [...document.querySelectorAll(
+    'button[aria-controls^="execution-item-detail-"][aria-expanded="false"]')];
+  for (let i = 0; i < 30 && !folded().length; i++) await new Promise((r) => setTimeout(r, 100));
+  for (const button of folded()) button.click();
+  await new Promise((r) => setTimeout(r, 100));
+  return true;
+}"""
+
+# The unfolded messages of the right side panel's error list (frontend 1.49).
+ERROR_DETAILS = """() => [...document.querySelectorAll('[id^="execution-item-detail-"]')]
+  .map((p) => p.innerText)"""
