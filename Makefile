@@ -69,13 +69,14 @@ test-min-deps: setup
 	RALU_REQUIRE_HOST=1 RALU_TEST_MODELS_DIR="$(MODELS_DIR)" $(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # Extra arguments for scripts/bench.py, e.g. `make bench BENCH_ARGS="--repeats 3"`, "--size 256 --rows
-# flux_4x,flux_7x" or "--gpu" (FLUX.1-dev's dimensions at 1024x1024 on a CUDA GPU).
+# flux_4x,flux_7x", "--family sd3" or "--gpu" (FLUX.1-dev's, or SD3 Medium's, dimensions at 1024x1024 on
+# a CUDA GPU).
 BENCH_ARGS ?=
 
 .PHONY: bench
-# The plain sampler, naive step reduction, every FLUX RALU preset and the step caches, in-process through
-# ComfyUI's classes on the test FLUX (CPU: 512x512, one timed round, about 7.5 minutes on 2 cores); a
-# Markdown table on stdout, with a JSON copy, in bench_output/.
+# The plain sampler, naive step reduction, every FLUX.1-dev (or SD3 Medium) RALU preset and the step
+# caches, in-process through ComfyUI's classes (CPU: 512x512, one timed round; FLUX about 7.5 minutes on
+# 2 cores, SD3 about 4); a Markdown table on stdout, with a JSON copy, in bench_output/.
 bench: setup models
 	$(PY) scripts/bench.py --models-dir "$(MODELS_DIR)" $(BENCH_ARGS)
 

@@ -1,15 +1,17 @@
-"""`make bench`: how much faster RALU samples FLUX than the plain sampler, in one process.
+"""`make bench`: how much faster RALU samples FLUX (or SD3) than the plain sampler, in one process.
 
 Everything runs in-process through ComfyUI's own classes: the diffusion model loaded by
-`comfy.sd.load_diffusion_model` (what UNETLoader does), random conditioning of FLUX's shapes
+`comfy.sd.load_diffusion_model` (what UNETLoader does), random conditioning of the family's shapes
 (tests/comfy_test_nodes' RALUTestConditioning), the plain sampler through `comfy.sample.sample`
-(euler, simple, cfg 1, as the workflows' comparison KSampler), RALU through
-`comfy_glue.run_ralu_ksampler` as the RALU KSampler node calls it (edge_source "vae", a taef1 VAE), and
-ComfyUI's EasyCache / LazyCache nodes at their default settings. One model, one seed, one size.
+(as the workflows' comparison KSampler: FLUX euler / simple at cfg 1, SD3 euler / sgm_uniform at cfg
+4.5), RALU through `comfy_glue.run_ralu_ksampler` as the RALU KSampler node calls it (edge_source
+"vae", the test models' taef1 or taesd3), and ComfyUI's EasyCache / LazyCache nodes at their default
+settings. One model, one seed, one size.
 
-Rows: the plain sampler at FLUX.1-dev's 50 steps (the baseline); the plain sampler at as many model
-calls as each RALU preset (naive step reduction); every FLUX RALU preset; RALU flux_4x with EasyCache
-and with LazyCache; the plain sampler with EasyCache. Each row first runs once untimed, counting its
+Rows: the plain sampler at the baseline steps (FLUX.1-dev's 50, SD3 Medium's 28); the plain sampler at
+as many model calls as each RALU preset (naive step reduction); every RALU preset of the family's base
+model; the first of them with latent-gradient edges, with EasyCache and with LazyCache; the plain
+sampler with EasyCache. Each row first runs once untimed, counting its
 FLOPs with `torch.utils.flop_counter.FlopCounterMode`, which is also the warm-up (models, VAE and
 kernels loaded); then the timed rounds run the rows interleaved (A B C A B C ...), and each row's wall
 time is the median of its rounds. Every run is under `torch.inference_mode()`, as ComfyUI's executor
@@ -19,16 +21,20 @@ Modes:
 - CPU (default): the random-weight test FLUX (FLUX.1-dev's width, one double block; `make models`) at
   512x512, one timed round, so that the whole table takes under 10 minutes on 2 quiet cores (about 7.5;
   see DEFAULT_SIZE below); `--repeats 3` gives medians in about 14 minutes.
-- `--gpu`: FLUX.1-dev's dimensions (19 double + 38 single blocks, random weights built here from
-  ComfyUI's classes) at 1024x1024 in bf16 on a CUDA GPU. Written for a CUDA machine but not run yet:
-  none was available where it was written.
-- `--model PATH`: a real FLUX checkpoint file instead (on the CPU, or on the GPU with `--gpu`).
+- `--family sd3`: SD3 Medium's width (hidden 1536) with one joint block, random weights built here
+  from ComfyUI's classes (the tiny SD3 test models are too small to time: their calls are all fixed
+  cost), at 512x512 on the CPU.
+- `--gpu`: FLUX.1-dev's dimensions (19 double + 38 single blocks), or with `--family sd3` SD3 Medium's
+  (24 joint blocks), random weights built here from ComfyUI's classes, at 1024x1024 in bf16 on a CUDA
+  GPU. Written for a CUDA machine but not run yet: none was available where it was written.
+- `--model PATH`: a real FLUX (or, with `--family sd3`, SD3) diffusion model file instead (on the CPU,
+  or on the GPU with `--gpu`).
 
 The weights are random (except with --model): the pictures are noise, so this says nothing about
 quality; it measures cost.
 
-    python scripts/bench.py [--size 512] [--repeats 1] [--rows plain,flux_4x,...] [--text-tokens 77]
-                            [--gpu] [--model PATH] [--output bench_output]
+    python scripts/bench.py [--family flux|sd3] [--size 512] [--repeats 1] [--rows plain,flux_4x,...]
+                            [--text-tokens 77] [--gpu] [--model PATH] [--output bench_output]
 """
 
 from __future__ import annotations
@@ -54,12 +60,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from ralu.cost import FAMILY_COST, PIXELS_PER_TOKEN_SIDE, StepCost, estimate_speedup_for  # noqa: E402
+from ralu.cost import (  # noqa: E402
+    COST_MODELS,
+    FAMILY_COST,
+    PIXELS_PER_TOKEN_SIDE,
+    StepCost,
+    estimate_speedup_for,
+)
 from scripts.model_cost import TAESD_DECODE_FLOPS_PER_PIXEL, model_cost  # noqa: E402
 from tests import comfy_path  # noqa: E402
 from tests import models as test_models  # noqa: E402
 
-BASELINE_STEPS = 50  # FLUX.1-dev's usual step count: the workflows' comparison KSampler
 SEED = 20250708  # the shipped workflows' seed
 GUIDANCE = 3.5  # FluxGuidance in the workflows
 # CPU defaults. One round of the eleven rows is 232 model calls, 143 of them the plain sampler's at full
@@ -74,12 +85,50 @@ DEFAULT_REPEATS = 1
 DEFAULT_TEXT_TOKENS = 77
 GPU_REPEATS = 3  # FLUX.1-dev at 1024x1024 on a GPU: a round takes about a minute
 GPU_SIZE = 1024
-GPU_TEXT_TOKENS = 512  # FLUX.1-dev's T5 tokens
 FLUX_DEV_DEPTH = {"depth": 19, "depth_single_blocks": 38}
+# SD3 Medium as ComfyUI's loader detects it (MMDiT's width is 64 x depth; num_blocks, when given, builds
+# fewer blocks of that width).
+SD3_MEDIUM_CONFIG = {
+    "in_channels": 16,
+    "out_channels": 16,
+    "patch_size": 2,
+    "depth": 24,
+    "adm_in_channels": 2048,
+    "context_embedder_config": {
+        "target": "torch.nn.Linear",
+        "params": {"in_features": 4096, "out_features": 1536},
+    },
+    "pos_embed_max_size": 192,
+    "num_patches": 192**2,
+    "pos_embed_scaling_factor": None,
+}
+# SD3 Medium's width with one joint block (74M parameters): the default SD3 table, whose 28-step rows
+# are shorter than FLUX's 50, takes about 4 minutes on 2 quiet cores.
+CPU_SD3_BLOCKS = 1
 CACHES = ("easycache", "lazycache")
-# RALU flux_4x with its edges from a gradient kernel on the stage-1 latent (no decode): its selection is
-# compared with the same run's VAE path.
-LATENT_EDGES_ROW = "flux_4x+latent"
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the bench runs for one model family, as the shipped workflows' comparison KSampler does."""
+
+    name: str  # the plans' family (their `model` for the base model's presets), a FAMILY_COST key
+    real_model: str  # whose dimensions --gpu builds and the last FLOP column uses
+    baseline_steps: int
+    cfg: float
+    scheduler: str
+    vae: str  # the test models' TAESD for the edge decode (vae_approx/)
+    cpu_minutes: float  # what the default CPU table took on 2 quiet cores
+
+    @property
+    def gpu_text_tokens(self) -> int:
+        return COST_MODELS[self.name].step.text_tokens  # FLUX.1-dev's 512 T5 tokens, SD3's 77 + 256
+
+
+FAMILIES = {
+    "flux": Family("flux", "FLUX.1-dev", 50, 1.0, "simple", "taef1", 7.5),
+    "sd3": Family("sd3", "SD3 Medium", 28, 4.5, "sgm_uniform", "taesd3", 4),
+}
 
 
 @dataclass(frozen=True)
@@ -96,25 +145,39 @@ class Row:
 
     @property
     def is_baseline(self) -> bool:
-        return self.preset is None and self.cache is None and self.steps == BASELINE_STEPS
+        return self.key == "plain"
 
 
-def default_rows(presets: dict, baseline_steps: int = BASELINE_STEPS) -> list[Row]:
-    """The table's rows, baseline first, for the FLUX.1-dev presets in `presets` (ralu.plan.PRESETS; the
-    schnell preset is for another model, which a dev-shaped model refuses)."""
-    flux = [plan for plan in presets.values() if plan.model == "flux"]
+def family_presets(presets: dict, family: Family) -> list:
+    """The presets of the family's base model (FLUX.1-dev, SD3 Medium) in `presets` (ralu.plan.PRESETS;
+    flux_schnell and sd35_turbo are for other models, which refuse them or take other step counts)."""
+    return [plan for plan in presets.values() if plan.model == family.name]
+
+
+def lead_preset(presets: dict, family: Family) -> str:
+    """The preset that the latent-edges and step-cache rows run (flux_4x, sd3_2x)."""
+    return family_presets(presets, family)[0].name
+
+
+def latent_edges_key(presets: dict, family: Family) -> str:
+    """The row of the lead preset with its edges from a gradient kernel on the stage-1 latent (no decode),
+    whose selection is compared with the same preset's VAE path."""
+    return f"{lead_preset(presets, family)}+latent"
+
+
+def default_rows(presets: dict, family: Family) -> list[Row]:
+    """The table's rows, baseline first."""
+    plans = family_presets(presets, family)
+    lead, baseline_steps = lead_preset(presets, family), family.baseline_steps
     rows = [Row("plain", f"plain sampler, {baseline_steps} steps", steps=baseline_steps)]
-    for steps in dict.fromkeys(plan.total_steps for plan in flux):
-        names = ", ".join(p.name for p in flux if p.total_steps == steps)
+    for steps in dict.fromkeys(plan.total_steps for plan in plans):
+        names = ", ".join(p.name for p in plans if p.total_steps == steps)
         rows.append(Row(f"naive{steps}", f"plain sampler, {steps} steps (as {names})", steps=steps))
-    rows += [Row(plan.name, f"RALU {plan.name}", preset=plan.name) for plan in flux]
-    rows.append(
-        Row(
-            LATENT_EDGES_ROW, "RALU flux_4x, latent-gradient edges", preset="flux_4x", edges="latent gradient"
-        )
-    )
+    rows += [Row(plan.name, f"RALU {plan.name}", preset=plan.name) for plan in plans]
+    latent_label = f"RALU {lead}, latent-gradient edges"
+    rows.append(Row(latent_edges_key(presets, family), latent_label, preset=lead, edges="latent gradient"))
     label = {"easycache": "EasyCache", "lazycache": "LazyCache"}
-    rows += [Row(f"flux_4x+{c}", f"RALU flux_4x + {label[c]}", preset="flux_4x", cache=c) for c in CACHES]
+    rows += [Row(f"{lead}+{c}", f"RALU {lead} + {label[c]}", preset=lead, cache=c) for c in CACHES]
     plain_cached = f"plain sampler, {baseline_steps} steps + EasyCache"
     rows.append(Row("plain+easycache", plain_cached, steps=baseline_steps, cache="easycache"))
     return rows
@@ -150,13 +213,13 @@ def with_cache(model, cache: str):
     return node.execute(model, **cache_node_defaults(node)).result[0]
 
 
-def load_taef1(models_dir: Path):
-    """The taef1 VAE from `models_dir`/vae_approx, loaded by ComfyUI's VAELoader."""
+def load_taesd(models_dir: Path, name: str):
+    """A TAESD VAE (taef1, taesd3) from `models_dir`/vae_approx, loaded by ComfyUI's VAELoader."""
     import folder_paths
     import nodes
 
     folder_paths.add_model_folder_path("vae_approx", str(models_dir / "vae_approx"))
-    return nodes.VAELoader().load_vae("taef1")[0]
+    return nodes.VAELoader().load_vae(name)[0]
 
 
 # --- measurements -------------------------------------------------------------------------------------
@@ -339,6 +402,7 @@ class Bench:
     positive: list
     negative: list
     size: int
+    family: Family = FAMILIES["flux"]
     seed: int = SEED
     cuda: bool = False
     models: dict = field(init=False)
@@ -378,8 +442,8 @@ class Bench:
             noise = comfy.sample.prepare_noise(self.latent, self.seed)
             callback = latent_preview.prepare_callback(model, row.steps)  # as the KSampler node does
             comfy.sample.sample(
-                model, noise, row.steps, 1.0, "euler", "simple", self.positive, self.negative, self.latent,
-                callback=callback, disable_pbar=True, seed=self.seed,
+                model, noise, row.steps, self.family.cfg, "euler", self.family.scheduler, self.positive,
+                self.negative, self.latent, callback=callback, disable_pbar=True, seed=self.seed,
             )  # fmt: skip
             return None
         _, early_mask, result = self.glue.run_ralu_ksampler(
@@ -390,7 +454,7 @@ class Bench:
             self.presets[row.preset],
             self.vae,
             self.seed,
-            1.0,
+            self.family.cfg,
             None,
             row.edges,
             True,
@@ -438,16 +502,18 @@ class Bench:
 # --- the FLOP model -----------------------------------------------------------------------------------
 
 
-def modelled_speedup(cost: StepCost, row: Row, run: RowRun, presets: dict, size: int) -> float:
+def modelled_speedup(
+    cost: StepCost, row: Row, run: RowRun, presets: dict, size: int, baseline_steps: int
+) -> float:
     """ralu/cost.py's speed-up over the baseline for what the row ran: the plan's steps at its stage
     token counts (less the steps a cache answered) plus the edge decode, or the plain sampler's forwards."""
     if row.edges != "vae":  # no decode: edges from the latent
         cost = dataclasses.replace(cost, vae_decode_flops_per_pixel=0.0)
     full_step = cost.step_flops((size // PIXELS_PER_TOKEN_SIDE) ** 2)
-    baseline = BASELINE_STEPS * full_step
+    baseline = baseline_steps * full_step
     if row.preset is None:
         return baseline / (run.forwards * full_step)
-    estimate = estimate_speedup_for(cost, presets[row.preset], size, size, BASELINE_STEPS)
+    estimate = estimate_speedup_for(cost, presets[row.preset], size, size, baseline_steps)
     skipped = run.steps_skipped or (0, 0, 0)
     saved = sum(n * cost.step_flops(tokens) for n, tokens in zip(skipped, estimate.tokens))
     return estimate.baseline_flops / (estimate.ralu_flops - saved)
@@ -470,33 +536,55 @@ def fill_random_(module, seed: int) -> None:
                 tensor.normal_(0.0, 1.0 / math.sqrt(math.prod(tensor.shape[1:])), generator=gen)
 
 
-def build_flux_dev_dims(device, dtype):
-    """A ModelPatcher of FLUX.1-dev's dimensions with random weights, built on `device` from ComfyUI's
-    classes (the test FLUX's config with FLUX.1-dev's depth)."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
+def real_dims_config(family: Family, sd3_blocks: int | None = None):
+    """ComfyUI's model config (comfy.supported_models) of FLUX.1-dev's dimensions (the test FLUX's config
+    with FLUX.1-dev's depth) or SD3 Medium's, with only `sd3_blocks` of its joint blocks when given."""
     import comfy.supported_models
 
-    from tests.models.builders import FLUX_DEV_CONFIG
+    from tests.models.builders import FLUX_DEV_CONFIG, flux1_config
 
-    model_config = comfy.supported_models.Flux({**FLUX_DEV_CONFIG, **FLUX_DEV_DEPTH})
+    if family.name == "flux":
+        return comfy.supported_models.Flux(flux1_config({**FLUX_DEV_CONFIG, **FLUX_DEV_DEPTH}))
+    config = dict(SD3_MEDIUM_CONFIG)
+    if sd3_blocks is not None:
+        config["num_blocks"] = sd3_blocks
+    return comfy.supported_models.SD3(config)
+
+
+def build_real_dims(family: Family, device, dtype, sd3_blocks: int | None = None):
+    """A ModelPatcher of real_dims_config's model with random weights, built on `device`. SD3's position
+    table is the real checkpoints' sin-cos one, which RALU's SD3 positions read."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import torch
+
+    from tests.models.builders import sd3_position_table
+
+    model_config = real_dims_config(family, sd3_blocks)
     model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model({}, device=device)
     fill_random_(model.diffusion_model, SEED)
+    if family.name == "sd3":
+        diffusion_model = model.diffusion_model
+        table = sd3_position_table(diffusion_model.hidden_size, SD3_MEDIUM_CONFIG["pos_embed_max_size"])
+        with torch.no_grad():
+            diffusion_model.pos_embed.copy_(table)
     return comfy.model_patcher.ModelPatcher(
         model, load_device=device, offload_device=mm.unet_offload_device()
     )
 
 
-def conditioning(seed: int, tokens: int) -> list:
-    """Random CONDITIONING of FLUX's shapes (T5 context, CLIP-L pooled, guidance), from the test node."""
+def conditioning(seed: int, tokens: int, family: Family) -> list:
+    """Random CONDITIONING of the family's shapes (T5 context, pooled CLIP, FLUX's guidance), from the
+    test node."""
     from tests.comfy_test_nodes import RALUTestConditioning
 
-    return RALUTestConditioning().make(seed, tokens, "flux", GUIDANCE, 1.0)[0]
+    return RALUTestConditioning().make(seed, tokens, family.name, GUIDANCE, 1.0)[0]
 
 
 @dataclass
 class Options:
+    family: Family
     gpu: bool
     model: Path | None
     size: int
@@ -509,12 +597,19 @@ class Options:
 
 def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(
-        description="Time RALU against the plain sampler on FLUX, in-process through ComfyUI's classes; "
-        "prints a Markdown table and writes it with a JSON file to --output."
+        description="Time RALU against the plain sampler on FLUX or SD3, in-process through ComfyUI's "
+        "classes; prints a Markdown table and writes it with a JSON file to --output."
     )
-    parser.add_argument("--gpu", action="store_true", help="FLUX.1-dev's dimensions at 1024x1024, bf16, CUDA")
     parser.add_argument(
-        "--model", type=Path, help="a real FLUX diffusion model file instead of random weights"
+        "--family", choices=sorted(FAMILIES), default="flux", help="the model family (default flux)"
+    )
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="FLUX.1-dev's (or SD3 Medium's) dimensions at 1024x1024, bf16, CUDA",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="a real diffusion model file of the family instead of random weights"
     )
     parser.add_argument(
         "--size",
@@ -529,8 +624,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--text-tokens",
         type=int,
-        help=f"text tokens of the random prompt (default {DEFAULT_TEXT_TOKENS}; {GPU_TEXT_TOKENS} with --gpu "
-        "or --model)",
+        help=f"text tokens of the random prompt (default {DEFAULT_TEXT_TOKENS}; the real model's with --gpu "
+        "or --model: FLUX.1-dev's 512, SD3's 333)",
     )
     parser.add_argument(
         "--rows", help="comma-separated row keys (the baseline 'plain' always runs); see --list"
@@ -538,16 +633,17 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--list", action="store_true", help="list the row keys and exit")
     default_models = os.environ.get("RALU_TEST_MODELS_DIR") or str(test_models.DEFAULT_DIR)
     parser.add_argument(
-        "--models-dir", type=Path, default=Path(default_models), help="the test models (taef1)"
+        "--models-dir", type=Path, default=Path(default_models), help="the test models (taef1, taesd3)"
     )
     parser.add_argument(
         "--output", type=Path, default=REPO_ROOT / "bench_output", help="folder for the results"
     )
     opts = parser.parse_args(argv)
+    family = FAMILIES[opts.family]
     if opts.list:
         from ralu.plan import PRESETS
 
-        for row in default_rows(PRESETS):
+        for row in default_rows(PRESETS, family):
             print(f"{row.key:20} {row.label}")
         raise SystemExit(0)
     size = opts.size or (GPU_SIZE if opts.gpu else DEFAULT_SIZE)
@@ -556,15 +652,17 @@ def parse_args(argv: list[str] | None) -> Options:
     repeats = opts.repeats if opts.repeats is not None else GPU_REPEATS if opts.gpu else DEFAULT_REPEATS
     if repeats < 1:
         parser.error("--repeats must be at least 1")
-    tokens = opts.text_tokens or (GPU_TEXT_TOKENS if opts.gpu or opts.model else DEFAULT_TEXT_TOKENS)
+    tokens = opts.text_tokens or (family.gpu_text_tokens if opts.gpu or opts.model else DEFAULT_TEXT_TOKENS)
     rows = None if opts.rows is None else [r.strip() for r in opts.rows.split(",") if r.strip()]
     if rows is not None:
         from ralu.plan import PRESETS
 
-        unknown = set(rows) - {row.key for row in default_rows(PRESETS)}
+        unknown = set(rows) - {row.key for row in default_rows(PRESETS, family)}
         if unknown:
             parser.error(f"unknown --rows {', '.join(sorted(unknown))}; --list shows them")
-    return Options(opts.gpu, opts.model, size, repeats, tokens, rows, opts.models_dir.resolve(), opts.output)
+    return Options(
+        family, opts.gpu, opts.model, size, repeats, tokens, rows, opts.models_dir.resolve(), opts.output
+    )
 
 
 def setup(opts: Options) -> tuple[Bench, StepCost, str]:
@@ -586,12 +684,19 @@ def setup(opts: Options) -> tuple[Bench, StepCost, str]:
 
     pack = import_pack()
     device = mm.get_torch_device()
+    family = opts.family
     if opts.model is not None:
         model = comfy.sd.load_diffusion_model(str(opts.model))
         origin = f"{opts.model.name} (real weights, loaded by comfy.sd.load_diffusion_model)"
     elif opts.gpu:
-        model = build_flux_dev_dims(device, torch.bfloat16)
-        origin = "FLUX.1-dev's dimensions with random weights, built here from ComfyUI's classes"
+        model = build_real_dims(family, device, torch.bfloat16)
+        origin = f"{family.real_model}'s dimensions with random weights, built here from ComfyUI's classes"
+    elif family.name == "sd3":
+        model = build_real_dims(family, device, torch.float32, sd3_blocks=CPU_SD3_BLOCKS)
+        origin = (
+            f"SD3 Medium's width with {CPU_SD3_BLOCKS} of its 24 joint blocks, random weights built here "
+            "from ComfyUI's classes"
+        )
     else:
         path = opts.models_dir / "diffusion_models" / test_models.FLUX_DEV
         if not path.is_file():
@@ -601,20 +706,21 @@ def setup(opts: Options) -> tuple[Bench, StepCost, str]:
     diffusion_model = model.get_model_object("diffusion_model")
     shapes = {k: tuple(v.shape) for k, v in diffusion_model.state_dict().items()}
     try:
-        cost, dims = model_cost(shapes, "flux", opts.text_tokens)
+        cost, dims = model_cost(shapes, family.name, opts.text_tokens)
     except ValueError as err:
         raise SystemExit(
-            f"bench: the model is not a FLUX diffusion model ({err}); the bench runs FLUX"
+            f"bench: the model is not a {family.name} diffusion model ({err}); --family chooses the family"
         ) from err
     dtype = str(model.model.get_dtype()).replace("torch.", "")
     what = f"{origin}: {dims}; {dtype} on {device}"
     bench = Bench(
         pack,
         model,
-        load_taef1(opts.models_dir),
-        conditioning(1, opts.text_tokens),
-        conditioning(2, opts.text_tokens),
+        load_taesd(opts.models_dir, family.vae),
+        conditioning(1, opts.text_tokens, family),
+        conditioning(2, opts.text_tokens, family),
         opts.size,
+        family,
         cuda=device.type == "cuda",
     )
     return bench, cost, what
@@ -639,8 +745,9 @@ def summarise(bench: Bench, rows: list[Row], flops: dict, timed: dict, run_cost:
         runs, first = timed[row.key], flops[row.key]
         seconds = median([r.seconds for r in runs])
         measured = base_seconds / seconds
-        model_run = modelled_speedup(run_cost, row, first, bench.presets, bench.size)
-        flux_dev = modelled_speedup(FAMILY_COST["flux"], row, first, bench.presets, bench.size)
+        steps = bench.family.baseline_steps
+        model_run = modelled_speedup(run_cost, row, first, bench.presets, bench.size, steps)
+        real = modelled_speedup(FAMILY_COST[bench.family.name], row, first, bench.presets, bench.size, steps)
         ralu = row.preset is not None
         out.append(
             {
@@ -658,7 +765,7 @@ def summarise(bench: Bench, rows: list[Row], flops: dict, timed: dict, run_cost:
                 "cpu_speedup": base_cpu / median([r.cpu_seconds for r in runs]),
                 "flop_model_run": model_run,
                 "measured_over_flop_model": measured / model_run,
-                "flop_model_flux_dev": flux_dev,
+                "flop_model_real": real,
                 "flops_counted": first.flops,
                 "flops_counted_speedup": base_flops / first.flops,
                 "flops_by_op": first.flops_by_op,
@@ -674,12 +781,13 @@ def summarise(bench: Bench, rows: list[Row], flops: dict, timed: dict, run_cost:
     return out
 
 
-def latent_edges_overlap(early_masks: dict) -> tuple[int, int] | None:
-    """(cells both edge sources upsampled early, cells the VAE path upsampled early) for flux_4x, from the
-    early_mask outputs (1 on each chosen 32x32-pixel cell); None unless both rows ran."""
-    if "flux_4x" not in early_masks or LATENT_EDGES_ROW not in early_masks:
+def latent_edges_overlap(early_masks: dict, presets: dict, family: Family) -> tuple[int, int] | None:
+    """(cells both edge sources upsampled early, cells the VAE path upsampled early) for the lead preset,
+    from the early_mask outputs (1 on each chosen 32x32-pixel cell); None unless both rows ran."""
+    keys = (lead_preset(presets, family), latent_edges_key(presets, family))
+    if any(key not in early_masks for key in keys):
         return None
-    vae, latent = (early_masks[key][..., ::32, ::32] > 0.5 for key in ("flux_4x", LATENT_EDGES_ROW))
+    vae, latent = (early_masks[key][..., ::32, ::32] > 0.5 for key in keys)
     return int((vae & latent).sum()), int(vae.sum())
 
 
@@ -700,13 +808,13 @@ def fit_step_time(results: list[dict], text_tokens: int) -> tuple[float, float] 
     return (float(fixed), float(per_token)) if fixed > 0 and per_token > 0 else None
 
 
-def render(results: list[dict], header: list[str], notes: list[str], cuda: bool) -> str:
+def render(results: list[dict], header: list[str], notes: list[str], cuda: bool, real_model: str) -> str:
     cols = ["row", "model calls", "wall time (median)", "speed-up"]
     cols += [] if cuda else ["CPU-time speed-up"]
     cols += [
         "FLOP model, model run",
         "measured / FLOP model",
-        "FLOP model, FLUX.1-dev",
+        f"FLOP model, {real_model}",
         "FLOPs counted (speed-up)",
         "steps skipped",
         "transition (edges)",
@@ -729,7 +837,7 @@ def render(results: list[dict], header: list[str], notes: list[str], cuda: bool)
         cells += [
             f"{r['flop_model_run']:.2f}x",
             f"{r['measured_over_flop_model']:.2f}",
-            f"{r['flop_model_flux_dev']:.2f}x",
+            f"{r['flop_model_real']:.2f}x",
             f"{r['flops_counted'] / 1e12:.2f} T ({r['flops_counted_speedup']:.2f}x)",
             skipped,
             transition,
@@ -745,12 +853,18 @@ def render(results: list[dict], header: list[str], notes: list[str], cuda: bool)
     return "\n".join([*lines, *(line(t) for t in table), "", *notes])
 
 
+def sampling_settings(family: Family) -> str:
+    guidance = f" (FLUX guidance {GUIDANCE})" if family.name == "flux" else ""
+    return f"cfg {family.cfg:g}{guidance}, euler / {family.scheduler}"
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     started = time.monotonic()
     load_before = os.getloadavg()
     bench, run_cost, what = setup(opts)
-    rows = default_rows(bench.presets)
+    family = bench.family
+    rows = default_rows(bench.presets, family)
     if opts.rows is not None:
         rows = [r for r in rows if r.is_baseline or r.key in opts.rows]
     mode = "GPU" if bench.cuda else "CPU"
@@ -776,8 +890,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     header = [
         f"RALU bench ({mode}): {opts.size}x{opts.size}, seed {bench.seed}, {opts.text_tokens} text tokens, "
-        f"cfg 1 (FLUX guidance {GUIDANCE}), euler / simple; {what}. RALU's edge source: a taef1 VAE "
-        "(random weights).",
+        f"{sampling_settings(family)}; {what}. RALU's edge source: a {family.vae} VAE (random weights).",
         f"{opts.repeats} timed round(s), the rows interleaved (A B C A B C ...), each row's median; before "
         "them one untimed run of each row under FlopCounterMode (also the warm-up).",
         "The weights are random: the pictures are noise, and nothing here says anything about quality.",
@@ -785,18 +898,20 @@ def main(argv: list[str] | None = None) -> int:
     if not bench.cuda:
         header.append(
             f"CPU defaults: {DEFAULT_SIZE}x{DEFAULT_SIZE}, {DEFAULT_TEXT_TOKENS} text tokens, "
-            f"{DEFAULT_REPEATS} timed round, so that the whole default table takes about 7.5 minutes on 2 "
-            "quiet cores (the FLOP-counting round is a second round); `--repeats 3` gives medians in about "
-            "14 minutes; `--size`, `--text-tokens`, `--rows` change the rest."
+            f"{DEFAULT_REPEATS} timed round, so that the whole default table takes about "
+            f"{family.cpu_minutes:g} minutes on 2 quiet cores (the FLOP-counting round is a second round); "
+            "`--repeats 3` gives medians in about twice that; `--size`, `--text-tokens`, `--rows` change "
+            "the rest."
         )
     notes = [
         "Speed-up: the baseline's median wall time over the row's. CPU-time speed-up: the same with the "
         "process's CPU time, which other work on a shared machine disturbs less.",
         "FLOP model: ralu/cost.py's formula (a (L+T) + b (L+T)^2 per step, plus RALU's edge decode) for what "
-        f"the row ran (a cache's skipped steps left out) against {BASELINE_STEPS} plain steps. 'Model run': "
-        "with the constants of the model that ran (scripts/model_cost.py: its parameters, width and blocks, "
-        f"the text tokens above, the TAESD decode at {TAESD_DECODE_FLOPS_PER_PIXEL / 1e6:.2f}e6 FLOPs per "
-        "pixel); 'FLUX.1-dev': FLUX.1-dev's (512 T5 tokens, the KL decoder) at the same size.",
+        f"the row ran (a cache's skipped steps left out) against {family.baseline_steps} plain steps. "
+        "'Model run': with the constants of the model that ran (scripts/model_cost.py: its parameters, width "
+        "and blocks, the text tokens above, the TAESD decode at "
+        f"{TAESD_DECODE_FLOPS_PER_PIXEL / 1e6:.2f}e6 FLOPs per pixel); '{family.real_model}': "
+        f"{family.real_model}'s ({family.gpu_text_tokens} text tokens, the KL decoder) at the same size.",
         "FLOPs counted: torch.utils.flop_counter.FlopCounterMode over one whole run of the row (matrix "
         "products, attention, the edge decode's convolutions); in brackets the baseline's count over the "
         "row's.",
@@ -806,11 +921,12 @@ def main(argv: list[str] | None = None) -> int:
         "stage hook and edge scorer in the bench.",
         f"Peak memory: {bench.memory.method}, the largest of the rounds.",
     ]
-    overlap = latent_edges_overlap(bench.early_masks)
+    overlap = latent_edges_overlap(bench.early_masks, bench.presets, family)
     if overlap is not None:
         shared, chosen = overlap
+        lead = lead_preset(bench.presets, family)
         notes.append(
-            f"Latent-gradient edges: of the {chosen} low-res cells RALU flux_4x upsampled early from the "
+            f"Latent-gradient edges: of the {chosen} low-res cells RALU {lead} upsampled early from the "
             f"VAE decode's Canny edges, the latent-gradient row chose {shared} too "
             f"({100 * shared / chosen:.0f}%), with no decode. On random weights this says nothing about "
             "which choice is better."
@@ -831,12 +947,13 @@ def main(argv: list[str] | None = None) -> int:
         f"Whole bench: {elapsed:.0f} s; load average (1 min) {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after."
     )
-    text = render(results, header, notes, bench.cuda)
+    text = render(results, header, notes, bench.cuda, family.real_model)
     print("\n" + text)
     opts.output.mkdir(parents=True, exist_ok=True)
     (opts.output / "bench.md").write_text(text + "\n")
     config = {
         "mode": mode,
+        "family": family.name,
         "size": opts.size,
         "text_tokens": opts.text_tokens,
         "repeats": opts.repeats,

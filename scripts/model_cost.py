@@ -74,7 +74,7 @@ def model_cost(
             len(blocks(shapes, "joint_blocks")),
             len(blocks(shapes, "joint_blocks", ".attn2.")),
         )
-        layout = f"{joint} joint blocks" + (
+        layout = f"{joint} joint block{'s' * (joint != 1)}" + (
             f" ({image_only} with image self-attention)" if image_only else ""
         )
     cost = StepCost(

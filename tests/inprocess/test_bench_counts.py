@@ -1,25 +1,28 @@
-"""The bench's rows (scripts/bench.py) on the tiny FLUX: what each row runs, by counts, never by time.
+"""The bench's rows (scripts/bench.py) on the tiny FLUX and the tiny SD3: what each row runs, by counts,
+never by time.
 
-Each row runs once as the bench runs it (the RALU KSampler's glue with a taef1 VAE, ComfyUI's own
-sampler and step caches) under the bench's FLOP counter. Checked: every RALU row calls the model as
-often as its plan says, per stage; every naive row as often as its preset; and FlopCounterMode's count
-of a RALU run is below the baseline's by the ratio ralu/cost.py's FLOP model gives for the tiny model
-(its dimensions read from its weights as the bench reads them), within 20%.
+Each row runs once as the bench runs it (the RALU KSampler's glue with a taef1 or taesd3 VAE, ComfyUI's
+own sampler and step caches, the family's cfg and scheduler) under the bench's FLOP counter. Checked:
+every RALU row calls the model as often as its plan says, per stage; every naive row as often as its
+preset; and FlopCounterMode's count of a RALU run is below the baseline's by the ratio ralu/cost.py's
+FLOP model gives for the tiny model (its dimensions read from its weights as the bench reads them),
+within 20% (less its edge decode, which the tiny SD3's 28 steps do not outweigh).
 
 The FLOP model's transformer part and its edge decode are compared with the count one by one (the
-decode is the run's only convolution): on the tiny FLUX one half-size taef1 decode costs as much as
+decode is FLUX's only convolution): on the tiny FLUX one half-size taef1 decode costs as much as
 ~40 of its steps, and the model's per-token cost a = 2 x all parameters (ralu/cost.py's convention:
 for FLUX.1-dev too) counts the modulation weights, which act once per image, and both streams of a
 double block, of which a token passes one: 2.5x the tiny model's real per-token work. So the whole
 run's modelled ratio gives the decode too little weight there (1.95x modelled, 1.21x counted for
 flux_4x at 256x256); with FLUX.1-dev's or the test FLUX's width the decode is a small fraction of a
-step and the two agree (the bench's table shows both).
+step and the two agree (the bench's table shows both). SD3's patch embedding is a convolution too: the
+baseline's convolutions, per image token and call, tell it apart from the decode.
 """
 
 import dataclasses
 
 import pytest
-from tiny_models import flux_conditioning
+from tiny_models import flux_conditioning, sd3_conditioning
 
 from scripts import bench as bench_script
 from scripts.model_cost import TAESD_DECODE_FLOPS_PER_PIXEL, model_cost
@@ -28,34 +31,49 @@ SIZE = 128
 TEXT_TOKENS = 8  # flux_conditioning's
 
 
-@pytest.fixture(scope="module")
-def counted(pack, tiny_flux, test_models):
-    """Each row of the bench's table, run once on the tiny FLUX under the FLOP counter (but the plain
-    sampler with EasyCache, whose 50 steps would only add time: the RALU rows check the caches)."""
-    vae = bench_script.load_taef1(test_models.dir)
-    bench = bench_script.Bench(pack, tiny_flux, vae, flux_conditioning(0), flux_conditioning(1), SIZE)
+# Each family's tiny model fixture, conditioning, and the presets the bench must run on it.
+FAMILIES = {
+    "flux": ("tiny_flux", flux_conditioning, {"flux_4x", "flux_5x", "flux_7x"}),
+    "sd3": ("tiny_sd3", sd3_conditioning, {"sd3_2x", "sd3_3x"}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def counted(request, pack, test_models):
+    """Each row of the bench's table, run once on the family's tiny model under the FLOP counter (but the
+    plain sampler with EasyCache, whose full run would only add time: the RALU rows check the caches)."""
+    fixture, make_conditioning, _ = FAMILIES[request.param]
+    family = bench_script.FAMILIES[request.param]
+    vae = bench_script.load_taesd(test_models.dir, family.vae)
+    model = request.getfixturevalue(fixture)
+    bench = bench_script.Bench(pack, model, vae, make_conditioning(0), make_conditioning(1), SIZE, family)
     try:
-        rows = [row for row in bench_script.default_rows(bench.presets) if row.key != "plain+easycache"]
+        rows = bench_script.default_rows(bench.presets, family)
+        rows = [row for row in rows if row.key != "plain+easycache"]
         yield bench, {row.key: (row, bench.run(row, count_flops=True)) for row in rows}
     finally:
         bench.close()
 
 
-def flux_presets(bench):
-    return [plan for plan in bench.presets.values() if plan.model == "flux"]
+def presets_of(bench):
+    return bench_script.family_presets(bench.presets, bench.family)
 
 
 def test_the_rows_are_the_baseline_each_preset_naive_and_with_ralu_and_the_caches(counted):
     bench, _ = counted
-    rows = bench_script.default_rows(bench.presets)
-    assert rows[0].is_baseline and rows[0].steps == bench_script.BASELINE_STEPS
-    presets = flux_presets(bench)
+    family = bench.family
+    rows = bench_script.default_rows(bench.presets, family)
+    assert rows[0].is_baseline
+    assert rows[0].steps == family.baseline_steps == {"flux": 50, "sd3": 28}[family.name]
+    presets = presets_of(bench)
+    assert {p.name for p in presets} == FAMILIES[family.name][2]
     assert {row.preset for row in rows if row.cache is None} == {None} | {p.name for p in presets}
     assert {row.steps for row in rows if row.preset is None and row.cache is None} == {
-        bench_script.BASELINE_STEPS
+        family.baseline_steps
     } | {p.total_steps for p in presets}
     cached = {(row.preset, row.cache) for row in rows if row.cache is not None}
-    assert cached == {("flux_4x", "easycache"), ("flux_4x", "lazycache"), (None, "easycache")}
+    lead = presets[0].name
+    assert cached == {(lead, "easycache"), (lead, "lazycache"), (None, "easycache")}
 
 
 def test_each_ralu_row_calls_the_model_as_its_plan_says(counted):
@@ -75,54 +93,82 @@ def test_each_ralu_row_calls_the_model_as_its_plan_says(counted):
 def test_each_naive_row_calls_the_model_as_often_as_its_preset(counted):
     bench, runs = counted
     naive = {row.steps: run for row, run in runs.values() if row.preset is None and row.cache is None}
-    assert naive[bench_script.BASELINE_STEPS].forwards == bench_script.BASELINE_STEPS
-    for plan in flux_presets(bench):
+    steps = bench.family.baseline_steps
+    assert naive[steps].forwards == steps
+    for plan in presets_of(bench):
         assert naive[plan.total_steps].forwards == plan.total_steps == sum(plan.steps), plan.name
 
 
-def test_the_flop_counter_sees_ralu_save_what_the_flop_model_says(counted, tiny_flux):
+def test_the_flop_counter_sees_ralu_save_what_the_flop_model_says(counted):
     bench, runs = counted
-    shapes = {
-        k: tuple(v.shape) for k, v in tiny_flux.get_model_object("diffusion_model").state_dict().items()
-    }
-    cost, _ = model_cost(shapes, "flux", TEXT_TOKENS)
+    steps = bench.family.baseline_steps
+    state = bench.model.get_model_object("diffusion_model").state_dict()
+    cost, _ = model_cost({k: tuple(v.shape) for k, v in state.items()}, bench.family.name, TEXT_TOKENS)
     transformer_only = dataclasses.replace(cost, vae_decode_flops_per_pixel=0.0)
     _, baseline = runs["plain"]
-    assert "aten.convolution" not in baseline.flops_by_op  # FLUX itself has no convolution
+    # FLUX has no convolution; SD3's patch embedding is one, whose count grows with the image tokens
+    patch_embedding = baseline.flops_by_op.get("aten.convolution", 0.0) / (steps * baseline.tokens[0])
+    assert (patch_embedding > 0) == (bench.family.name == "sd3")
     checked = 0
     for row, run in runs.values():
         if row.preset is None:
             continue
-        assert run.flops < baseline.flops, row.key
-        decode = run.flops_by_op["aten.convolution"]  # the one half-size edge decode
+        forwards = [n - skipped for n, skipped in zip(run.calls, run.steps_skipped or (0, 0, 0))]
+        token_calls = sum(n * tokens for n, tokens in zip(forwards, run.tokens))
+        # the one half-size edge decode (or the latent gradient's kernel)
+        decode = run.flops_by_op["aten.convolution"] - patch_embedding * token_calls
         half_size_decode = TAESD_DECODE_FLOPS_PER_PIXEL * (SIZE // 2) ** 2
         if row.edges == "vae":
             assert decode == pytest.approx(half_size_decode, rel=1e-6), row.key
         else:  # no decode: only the gradient kernel's convolution over the latent
             assert 0 < decode < 1e-4 * half_size_decode, row.key
-        modelled = bench_script.modelled_speedup(transformer_only, row, run, bench.presets, SIZE)
+        assert run.flops - decode < baseline.flops, row.key  # (on the tiny SD3 the decode outweighs 28 steps)
+        modelled = bench_script.modelled_speedup(transformer_only, row, run, bench.presets, SIZE, steps)
         counted_speedup = baseline.flops / (run.flops - decode)
         assert 0.8 <= counted_speedup / modelled <= 1.2, (row.key, counted_speedup, modelled)
         checked += 1
-    assert checked == len(flux_presets(bench)) + 3  # and the caches' two rows, the latent edges' one
+    assert checked == len(presets_of(bench)) + 3  # and the caches' two rows, the latent edges' one
     # The naive rows only shorten the plain sampler: their counts scale with the steps exactly.
     for row, run in runs.values():
         if row.preset is None and row.cache is None:
-            assert run.flops * bench_script.BASELINE_STEPS == pytest.approx(
-                baseline.flops * row.steps, rel=1e-6
-            )
+            assert run.flops * steps == pytest.approx(baseline.flops * row.steps, rel=1e-6)
 
 
 def test_the_latent_edges_row_is_compared_cell_by_cell_with_the_vae_path(counted):
     bench, runs = counted
-    row, _ = runs[bench_script.LATENT_EDGES_ROW]
-    assert (row.preset, row.edges) == ("flux_4x", "latent gradient")
-    shared, chosen = bench_script.latent_edges_overlap(bench.early_masks)
+    lead = presets_of(bench)[0].name
+    latent_key = bench_script.latent_edges_key(bench.presets, bench.family)
+    row, _ = runs[latent_key]
+    assert (row.preset, row.edges) == (lead, "latent gradient")
+    shared, chosen = bench_script.latent_edges_overlap(bench.early_masks, bench.presets, bench.family)
     low_res_cells = (SIZE // 32) ** 2
-    assert chosen == int(low_res_cells * bench.presets["flux_4x"].up_ratio)  # the plan's k cells
-    vae, latent = (bench.early_masks[key] for key in ("flux_4x", bench_script.LATENT_EDGES_ROW))
+    assert chosen == int(low_res_cells * bench.presets[lead].up_ratio)  # the plan's k cells
+    vae, latent = (bench.early_masks[key] for key in (lead, latent_key))
     assert int((latent > 0.5).sum()) == int((vae > 0.5).sum())  # the same k, wherever they lie
     assert shared == int(((vae > 0.5) & (latent > 0.5)).sum()) // 32**2
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_the_gpu_models_have_the_real_models_dimensions(comfy_inprocess, family):
+    """--gpu builds FLUX.1-dev's and SD3 Medium's dimensions (here on the meta device: shapes only): the
+    cost constants read from them are ralu/cost.py's for the real model (its parameter count rounded)."""
+    import torch
+
+    from ralu.cost import COST_MODELS
+
+    real = COST_MODELS[family].step
+
+    def cost_of(sd3_blocks=None):
+        model_config = bench_script.real_dims_config(bench_script.FAMILIES[family], sd3_blocks)
+        model_config.set_inference_dtype(torch.bfloat16, None)
+        state = model_config.get_model({}, device="meta").diffusion_model.state_dict()
+        return model_cost({k: tuple(v.shape) for k, v in state.items()}, family, real.text_tokens)[0]
+
+    cost = cost_of()
+    assert cost.attention_flops_per_token_pair == real.attention_flops_per_token_pair
+    assert cost.linear_flops_per_token == pytest.approx(real.linear_flops_per_token, rel=0.02)
+    if family == "sd3":  # the CPU mode's one block of SD3 Medium's width
+        assert cost_of(bench_script.CPU_SD3_BLOCKS).attention_flops_per_token_pair == 4 * 1536
 
 
 def test_the_bench_loads_the_pack_through_comfyuis_loader_with_no_server():
