@@ -709,7 +709,7 @@ def setup(opts: Options) -> tuple[Bench, StepCost, str]:
         cost, dims = model_cost(shapes, family.name, opts.text_tokens)
     except ValueError as err:
         raise SystemExit(
-            f"bench: the model is not a {family.name} diffusion model ({err}); --family chooses the family"
+            f"bench: the model is no diffusion model of the {family.name} family ({err}); --family chooses it"
         ) from err
     dtype = str(model.model.get_dtype()).replace("torch.", "")
     what = f"{origin}: {dims}; {dtype} on {device}"
