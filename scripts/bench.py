@@ -62,7 +62,6 @@ if str(REPO_ROOT) not in sys.path:
 
 from ralu.cost import (  # noqa: E402
     COST_MODELS,
-    FAMILY_COST,
     PIXELS_PER_TOKEN_SIDE,
     StepCost,
     estimate_speedup_for,
@@ -112,13 +111,22 @@ CACHES = ("easycache", "lazycache")
 class Family:
     """What the bench runs for one model family, as the shipped workflows' comparison KSampler does."""
 
-    name: str  # the plans' family (their `model` for the base model's presets), a FAMILY_COST key
-    real_model: str  # whose dimensions --gpu builds and the last FLOP column uses
-    baseline_steps: int
+    # The plans' family (their `model` for the base model's presets) and the key of the base model's
+    # cost model (FLUX.1-dev, SD3 Medium): its name, step count and text tokens are the bench's.
+    name: str
     cfg: float
     scheduler: str
     vae: str  # the test models' TAESD for the edge decode (vae_approx/)
     cpu_minutes: float  # what the default CPU table took on 2 quiet cores
+
+    @property
+    def real_model(self) -> str:
+        """Whose dimensions --gpu builds and the last FLOP column uses."""
+        return COST_MODELS[self.name].label
+
+    @property
+    def baseline_steps(self) -> int:
+        return COST_MODELS[self.name].baseline_steps  # FLUX.1-dev's 50, SD3 Medium's 28
 
     @property
     def gpu_text_tokens(self) -> int:
@@ -126,8 +134,8 @@ class Family:
 
 
 FAMILIES = {
-    "flux": Family("flux", "FLUX.1-dev", 50, 1.0, "simple", "taef1", 7.5),
-    "sd3": Family("sd3", "SD3 Medium", 28, 4.5, "sgm_uniform", "taesd3", 4),
+    "flux": Family("flux", 1.0, "simple", "taef1", 7.5),
+    "sd3": Family("sd3", 4.5, "sgm_uniform", "taesd3", 4),
 }
 
 
@@ -745,9 +753,9 @@ def summarise(bench: Bench, rows: list[Row], flops: dict, timed: dict, run_cost:
         runs, first = timed[row.key], flops[row.key]
         seconds = median([r.seconds for r in runs])
         measured = base_seconds / seconds
-        steps = bench.family.baseline_steps
+        steps, real_cost = bench.family.baseline_steps, COST_MODELS[bench.family.name].step
         model_run = modelled_speedup(run_cost, row, first, bench.presets, bench.size, steps)
-        real = modelled_speedup(FAMILY_COST[bench.family.name], row, first, bench.presets, bench.size, steps)
+        real = modelled_speedup(real_cost, row, first, bench.presets, bench.size, steps)
         ralu = row.preset is not None
         out.append(
             {

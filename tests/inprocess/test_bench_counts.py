@@ -28,7 +28,7 @@ from scripts import bench as bench_script
 from scripts.model_cost import TAESD_DECODE_FLOPS_PER_PIXEL, model_cost
 
 SIZE = 128
-TEXT_TOKENS = 8  # flux_conditioning's
+TEXT_TOKENS = 8  # flux_conditioning's and sd3_conditioning's
 
 
 # Each family's tiny model fixture, conditioning, and the presets the bench must run on it.
