@@ -2,7 +2,8 @@
 
 The target is the base model's shifted-timestep density plus the two re-noise overlaps (the
 progress ranges [s_k, e_k] that are denoised twice); the model is the step-weighted mixture of
-each stage's shifted density truncated to its own progress range. See RALU-SPEC.md, "NT-DM".
+each stage's shifted density truncated to its own progress range. docs/algorithm.md, "The plan",
+gives the whole objective.
 """
 
 from __future__ import annotations

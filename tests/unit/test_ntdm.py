@@ -16,7 +16,8 @@ from ralu.ntdm import (
 )
 from ralu.plan import PRESET_MODEL, PRESETS
 
-# The reference optimiser's output for the two presets the reference code ships (RALU-SPEC.md).
+# The reference optimiser's output for the two presets the reference code ships
+# (docs/algorithm.md: the presets whose source is the reference code).
 SOLVER_RESULTS = {
     "flux_4x": ((5.0193, 2.5890, 2.2262), 6.3169),
     "flux_7x": ((8.1395, 2.8553, 2.1924), 6.2612),

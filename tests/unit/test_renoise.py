@@ -86,7 +86,7 @@ def test_same_seed_same_noise_other_seed_other_noise():
 def test_children_noise_decorrelates_after_renoise():
     # After the nearest copy 4 children share sigma * eps; beta * sigma = alpha / Z, and fresh noise
     # with covariance I - 11^T / Z^2 cancels that sharing and tops each child up to variance alpha^2:
-    # i.i.d. noise at the next stage's start sigma (RALU-SPEC.md, "Why the re-noise works").
+    # i.i.d. noise at the next stage's start sigma (docs/algorithm.md, stage 2).
     plan = PRESETS["flux_4x"]
     sigma = 1.0 - plan.ends[0]
     shared = torch.randn(BATCH, GROUPS, 1, DIM, generator=torch.Generator().manual_seed(3))

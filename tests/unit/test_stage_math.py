@@ -5,7 +5,7 @@ x = (1 - sigma) x0 + sigma eps with eps unchanged, so each model call shows what
 transitions made of the latent:
 
 - the signal: a run on a target minus the same run (same noise, same streams) on target 0 is exactly
-  (1 - sigma) x0 at every call (RALU-SPEC.md: beta_k e_k = s_k, the next stage's start progress);
+  (1 - sigma) x0 at every call (docs/algorithm.md: beta_k e_k = s_k, the next stage's start progress);
 - the noise, on target 0, as eps = x / sigma at a stage's first call. After a transition the 4
   children of a parent share beta_k (1 - e_k) eps = alpha_k eps / Z, and the re-noise n' (covariance
   I + gamma 11^T per group, gamma = -1/Z^2) cancels that sharing ("Why the re-noise works"): the
