@@ -33,6 +33,9 @@ Modes:
 The weights are random (except with --model): the pictures are noise, so this says nothing about
 quality; it measures cost.
 
+This file runs the rows; bench_rows.py says what they are, bench_meters.py how a run is measured,
+bench_models.py builds the random-weight models of real dimensions, bench_table.py makes the table.
+
     python scripts/bench.py [--family flux|sd3] [--size 512] [--repeats 1] [--rows plain,flux_4x,...]
                             [--text-tokens 77] [--gpu] [--model PATH] [--output bench_output]
 """
@@ -41,18 +44,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
-import gc
 import json
-import math
 import os
-import statistics
 import sys
 import time
-import zlib
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,12 +56,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from ralu.cost import (  # noqa: E402
-    COST_MODELS,
-    PIXELS_PER_TOKEN_SIDE,
-    StepCost,
-    estimate_speedup_for,
+from ralu.cost import PIXELS_PER_TOKEN_SIDE, StepCost  # noqa: E402
+from scripts.bench_meters import (  # noqa: E402
+    ForwardCounter,
+    PeakMemory,
+    RowRun,
+    Timers,
+    flop_counter,
+    instrumented,
 )
+from scripts.bench_models import build_real_dims  # noqa: E402
+from scripts.bench_rows import CACHES, FAMILIES, Family, Row, default_rows, lead_preset  # noqa: E402
+from scripts.bench_table import fit_step_time, latent_edges_overlap, render, summarise  # noqa: E402
 from scripts.model_cost import TAESD_DECODE_FLOPS_PER_PIXEL, model_cost  # noqa: E402
 from tests import comfy_path  # noqa: E402
 from tests import models as test_models  # noqa: E402
@@ -84,111 +86,9 @@ DEFAULT_REPEATS = 1
 DEFAULT_TEXT_TOKENS = 77
 GPU_REPEATS = 3  # FLUX.1-dev at 1024x1024 on a GPU: a round takes about a minute
 GPU_SIZE = 1024
-FLUX_DEV_DEPTH = {"depth": 19, "depth_single_blocks": 38}
-# SD3 Medium as ComfyUI's loader detects it (MMDiT's width is 64 x depth; num_blocks, when given, builds
-# fewer blocks of that width).
-SD3_MEDIUM_CONFIG = {
-    "in_channels": 16,
-    "out_channels": 16,
-    "patch_size": 2,
-    "depth": 24,
-    "adm_in_channels": 2048,
-    "context_embedder_config": {
-        "target": "torch.nn.Linear",
-        "params": {"in_features": 4096, "out_features": 1536},
-    },
-    "pos_embed_max_size": 192,
-    "num_patches": 192**2,
-    "pos_embed_scaling_factor": None,
-}
 # SD3 Medium's width with one joint block (74M parameters): the default SD3 table, whose 28-step rows
 # are shorter than FLUX's 50, takes about 4 minutes on 2 quiet cores.
 CPU_SD3_BLOCKS = 1
-CACHES = ("easycache", "lazycache")
-
-
-@dataclass(frozen=True)
-class Family:
-    """What the bench runs for one model family, as the shipped workflows' comparison KSampler does."""
-
-    # The plans' family (their `model` for the base model's presets) and the key of the base model's
-    # cost model (FLUX.1-dev, SD3 Medium): its name, step count and text tokens are the bench's.
-    name: str
-    cfg: float
-    scheduler: str
-    vae: str  # the test models' TAESD for the edge decode (vae_approx/)
-    cpu_minutes: float  # what the default CPU table took on 2 quiet cores
-
-    @property
-    def real_model(self) -> str:
-        """Whose dimensions --gpu builds and the last FLOP column uses."""
-        return COST_MODELS[self.name].label
-
-    @property
-    def baseline_steps(self) -> int:
-        return COST_MODELS[self.name].baseline_steps  # FLUX.1-dev's 50, SD3 Medium's 28
-
-    @property
-    def gpu_text_tokens(self) -> int:
-        return COST_MODELS[self.name].step.text_tokens  # FLUX.1-dev's 512 T5 tokens, SD3's 77 + 256
-
-
-FAMILIES = {
-    "flux": Family("flux", 1.0, "simple", "taef1", 7.5),
-    "sd3": Family("sd3", 4.5, "sgm_uniform", "taesd3", 4),
-}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One way of sampling: the plain sampler for `steps` steps, or RALU with `preset`; either with a
-    step cache ("easycache" / "lazycache") or without."""
-
-    key: str  # its name for --rows
-    label: str
-    steps: int | None = None
-    preset: str | None = None
-    cache: str | None = None
-    edges: str = "vae"  # RALU KSampler's edge_source
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.key == "plain"
-
-
-def family_presets(presets: dict, family: Family) -> list:
-    """The presets of the family's base model (FLUX.1-dev, SD3 Medium) in `presets` (ralu.plan.PRESETS;
-    flux_schnell and sd35_turbo are for other models, which refuse them or take other step counts)."""
-    return [plan for plan in presets.values() if plan.model == family.name]
-
-
-def lead_preset(presets: dict, family: Family) -> str:
-    """The preset that the latent-edges and step-cache rows run (flux_4x, sd3_2x)."""
-    return family_presets(presets, family)[0].name
-
-
-def latent_edges_key(presets: dict, family: Family) -> str:
-    """The row of the lead preset with its edges from a gradient kernel on the stage-1 latent (no decode),
-    whose selection is compared with the same preset's VAE path."""
-    return f"{lead_preset(presets, family)}+latent"
-
-
-def default_rows(presets: dict, family: Family) -> list[Row]:
-    """The table's rows, baseline first."""
-    plans = family_presets(presets, family)
-    lead, baseline_steps = lead_preset(presets, family), family.baseline_steps
-    rows = [Row("plain", f"plain sampler, {baseline_steps} steps", steps=baseline_steps)]
-    for steps in dict.fromkeys(plan.total_steps for plan in plans):
-        names = ", ".join(p.name for p in plans if p.total_steps == steps)
-        rows.append(Row(f"naive{steps}", f"plain sampler, {steps} steps (as {names})", steps=steps))
-    rows += [Row(plan.name, f"RALU {plan.name}", preset=plan.name) for plan in plans]
-    latent_label = f"RALU {lead}, latent-gradient edges"
-    rows.append(Row(latent_edges_key(presets, family), latent_label, preset=lead, edges="latent gradient"))
-    label = {"easycache": "EasyCache", "lazycache": "LazyCache"}
-    rows += [Row(f"{lead}+{c}", f"RALU {lead} + {label[c]}", preset=lead, cache=c) for c in CACHES]
-    plain_cached = f"plain sampler, {baseline_steps} steps + EasyCache"
-    rows.append(Row("plain+easycache", plain_cached, steps=baseline_steps, cache="easycache"))
-    return rows
 
 
 def import_pack():
@@ -228,176 +128,6 @@ def load_taesd(models_dir: Path, name: str):
 
     folder_paths.add_model_folder_path("vae_approx", str(models_dir / "vae_approx"))
     return nodes.VAELoader().load_vae(name)[0]
-
-
-# --- measurements -------------------------------------------------------------------------------------
-
-
-class Timers:
-    """Where a RALU run spends the time that is not model calls: installed into comfy_glue by
-    `instrumented` (the bench's own wrappers; the product code is untouched).
-
-    A transition is the time from the return of a stage's last model call to the start of the next
-    stage (edge scoring, token selection, re-noise, the layout change and that step's Euler update).
-    """
-
-    def __init__(self, sync: Callable[[], None]) -> None:
-        self.sync = sync
-        self.reset()
-
-    def reset(self) -> None:
-        self.transition = 0.0
-        self.edges = 0.0
-        self.last_return: float | None = None
-
-    def now(self) -> float:
-        self.sync()
-        return time.perf_counter()
-
-
-@contextlib.contextmanager
-def instrumented(glue, timers: Timers) -> Iterator[None]:
-    """Wraps comfy_glue's predict_x0 factory, step-cache stage hook and edge scorer with timers."""
-    names = ("model_caller", "StepCacheStages", "EdgeSource")
-    originals = {name: getattr(glue, name) for name in names}
-
-    def model_caller(*args, **kwargs):
-        predict_x0 = originals["model_caller"](*args, **kwargs)
-
-        def timed(*call_args):
-            x0 = predict_x0(*call_args)
-            timers.last_return = timers.now()
-            return x0
-
-        return timed
-
-    class StageHook(originals["StepCacheStages"]):
-        def __call__(self, stage: int) -> None:
-            if stage > 0 and timers.last_return is not None:
-                timers.transition += timers.now() - timers.last_return
-            super().__call__(stage)
-
-    class EdgeScorer(originals["EdgeSource"]):
-        def __call__(self, *args):
-            start = timers.now()
-            try:
-                return super().__call__(*args)
-            finally:
-                timers.edges += timers.now() - start
-
-    glue.model_caller, glue.StepCacheStages, glue.EdgeSource = model_caller, StageHook, EdgeScorer
-    try:
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(glue, name, original)
-
-
-class ForwardCounter:
-    """Counts the diffusion model's real forwards (what a step cache saves) at its final layer, which
-    EasyCache and LazyCache skip too."""
-
-    def __init__(self, diffusion_model) -> None:
-        self.calls = 0
-        self.handle = diffusion_model.final_layer.register_forward_pre_hook(self._count)
-
-    def _count(self, *_) -> None:
-        self.calls += 1
-
-    def close(self) -> None:
-        self.handle.remove()
-
-
-def _proc_status_kb(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise KeyError(field_name)
-
-
-class PeakMemory:
-    """Peak memory growth over a run: on a GPU torch.cuda.max_memory_allocated over what was allocated
-    before; on the CPU the peak resident set (VmHWM, reset through /proc/self/clear_refs) over the
-    resident set before, after glibc has handed freed memory back (malloc_trim)."""
-
-    def __init__(self, cuda: bool) -> None:
-        self.cuda = cuda
-        libc_name = ctypes.util.find_library("c")
-        self.libc = ctypes.CDLL(libc_name) if libc_name else None
-        self.resettable = cuda or self._reset_hwm()
-        self.method = (
-            "torch.cuda.max_memory_allocated"
-            if cuda
-            else "peak RSS (VmHWM after /proc/self/clear_refs 5) minus RSS before"
-            if self.resettable
-            else "peak RSS growth (ru_maxrss: only growth above the process's earlier peak)"
-        )
-
-    @staticmethod
-    def _reset_hwm() -> bool:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            return True
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        import torch
-
-        gc.collect()
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return
-        if self.libc is not None and hasattr(self.libc, "malloc_trim"):
-            self.libc.malloc_trim(0)
-        if self.resettable:
-            self._reset_hwm()
-            self.base = _proc_status_kb("VmRSS") * 1024
-        else:
-            import resource
-
-            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def growth(self) -> int:
-        import torch
-
-        if self.cuda:
-            torch.cuda.synchronize()
-            return torch.cuda.max_memory_allocated() - self.base
-        if self.resettable:
-            return _proc_status_kb("VmHWM") * 1024 - self.base
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.base
-
-
-def flop_counter():
-    """torch's FlopCounterMode, also counting the CPU's fused attention (torch counts the GPU's)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop
-
-    custom = {}
-    cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if cpu_sdpa is not None:
-        custom[cpu_sdpa] = sdpa_flop
-    return FlopCounterMode(display=False, custom_mapping=custom)
-
-
-@dataclass
-class RowRun:
-    seconds: float
-    cpu_seconds: float
-    calls: list[int]  # the sampler's model calls (per stage for RALU)
-    tokens: list[int]  # image tokens of each stage's calls (one entry for the plain sampler)
-    forwards: int  # the model's real forwards (fewer where a step cache answered)
-    steps_skipped: list[int] | None
-    transition_seconds: float | None
-    edge_seconds: float | None
-    peak_bytes: int
-    flops: float | None = None
-    flops_by_op: dict[str, float] | None = None
 
 
 @dataclass
@@ -507,79 +237,7 @@ class Bench:
         return run
 
 
-# --- the FLOP model -----------------------------------------------------------------------------------
-
-
-def modelled_speedup(
-    cost: StepCost, row: Row, run: RowRun, presets: dict, size: int, baseline_steps: int
-) -> float:
-    """ralu/cost.py's speed-up over the baseline for what the row ran: the plan's steps at its stage
-    token counts (less the steps a cache answered) plus the edge decode, or the plain sampler's forwards."""
-    if row.edges != "vae":  # no decode: edges from the latent
-        cost = dataclasses.replace(cost, vae_decode_flops_per_pixel=0.0)
-    full_step = cost.step_flops((size // PIXELS_PER_TOKEN_SIDE) ** 2)
-    baseline = baseline_steps * full_step
-    if row.preset is None:
-        return baseline / (run.forwards * full_step)
-    estimate = estimate_speedup_for(cost, presets[row.preset], size, size, baseline_steps)
-    skipped = run.steps_skipped or (0, 0, 0)
-    saved = sum(n * cost.step_flops(tokens) for n, tokens in zip(skipped, estimate.tokens))
-    return estimate.baseline_flops / (estimate.ralu_flops - saved)
-
-
 # --- setup --------------------------------------------------------------------------------------------
-
-
-def fill_random_(module, seed: int) -> None:
-    """Seeded random weights in place on the module's device, by tests/models/builders.py's rule
-    (std 1/sqrt(fan_in) for matrices, 1 for norm gains, 0 for biases)."""
-    import torch
-
-    with torch.no_grad():
-        for key, tensor in sorted(module.state_dict(keep_vars=True).items()):
-            gen = torch.Generator(tensor.device).manual_seed(zlib.crc32(f"{seed}:{key}".encode()))
-            if tensor.ndim <= 1:
-                tensor.fill_(0.0 if key.endswith("bias") else 1.0)
-            else:
-                tensor.normal_(0.0, 1.0 / math.sqrt(math.prod(tensor.shape[1:])), generator=gen)
-
-
-def real_dims_config(family: Family, sd3_blocks: int | None = None):
-    """ComfyUI's model config (comfy.supported_models) of FLUX.1-dev's dimensions (the test FLUX's config
-    with FLUX.1-dev's depth) or SD3 Medium's, with only `sd3_blocks` of its joint blocks when given."""
-    import comfy.supported_models
-
-    from tests.models.builders import FLUX_DEV_CONFIG, flux1_config
-
-    if family.name == "flux":
-        return comfy.supported_models.Flux(flux1_config({**FLUX_DEV_CONFIG, **FLUX_DEV_DEPTH}))
-    config = dict(SD3_MEDIUM_CONFIG)
-    if sd3_blocks is not None:
-        config["num_blocks"] = sd3_blocks
-    return comfy.supported_models.SD3(config)
-
-
-def build_real_dims(family: Family, device, dtype, sd3_blocks: int | None = None):
-    """A ModelPatcher of real_dims_config's model with random weights, built on `device`. SD3's position
-    table is the real checkpoints' sin-cos one, which RALU's SD3 positions read."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
-    import torch
-
-    from tests.models.builders import sd3_position_table
-
-    model_config = real_dims_config(family, sd3_blocks)
-    model_config.set_inference_dtype(dtype, None)
-    model = model_config.get_model({}, device=device)
-    fill_random_(model.diffusion_model, SEED)
-    if family.name == "sd3":
-        diffusion_model = model.diffusion_model
-        table = sd3_position_table(diffusion_model.hidden_size, SD3_MEDIUM_CONFIG["pos_embed_max_size"])
-        with torch.no_grad():
-            diffusion_model.pos_embed.copy_(table)
-    return comfy.model_patcher.ModelPatcher(
-        model, load_device=device, offload_device=mm.unet_offload_device()
-    )
 
 
 def conditioning(seed: int, tokens: int, family: Family) -> list:
@@ -697,10 +355,10 @@ def setup(opts: Options) -> tuple[Bench, StepCost, str]:
         model = comfy.sd.load_diffusion_model(str(opts.model))
         origin = f"{opts.model.name} (real weights, loaded by comfy.sd.load_diffusion_model)"
     elif opts.gpu:
-        model = build_real_dims(family, device, torch.bfloat16)
+        model = build_real_dims(family, device, torch.bfloat16, SEED)
         origin = f"{family.real_model}'s dimensions with random weights, built here from ComfyUI's classes"
     elif family.name == "sd3":
-        model = build_real_dims(family, device, torch.float32, sd3_blocks=CPU_SD3_BLOCKS)
+        model = build_real_dims(family, device, torch.float32, SEED, sd3_blocks=CPU_SD3_BLOCKS)
         origin = (
             f"SD3 Medium's width with {CPU_SD3_BLOCKS} of its 24 joint blocks, random weights built here "
             "from ComfyUI's classes"
@@ -732,133 +390,6 @@ def setup(opts: Options) -> tuple[Bench, StepCost, str]:
         cuda=device.type == "cuda",
     )
     return bench, cost, what
-
-
-# --- the table ----------------------------------------------------------------------------------------
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def summarise(bench: Bench, rows: list[Row], flops: dict, timed: dict, run_cost: StepCost) -> list[dict]:
-    """Each row's medians and model figures; the counts (calls, skips, FLOPs) are the FLOP run's, and a
-    step cache's skips in the timed runs are kept beside them (a cache decides on the values)."""
-    base = rows[0]
-    base_seconds = median([r.seconds for r in timed[base.key]])
-    base_cpu = median([r.cpu_seconds for r in timed[base.key]])
-    base_flops = flops[base.key].flops
-    out = []
-    for row in rows:
-        runs, first = timed[row.key], flops[row.key]
-        seconds = median([r.seconds for r in runs])
-        measured = base_seconds / seconds
-        steps, real_cost = bench.family.baseline_steps, COST_MODELS[bench.family.name].step
-        model_run = modelled_speedup(run_cost, row, first, bench.presets, bench.size, steps)
-        real = modelled_speedup(real_cost, row, first, bench.presets, bench.size, steps)
-        ralu = row.preset is not None
-        out.append(
-            {
-                "key": row.key,
-                "label": row.label,
-                "calls": first.calls,
-                "tokens": first.tokens,
-                "forwards": first.forwards,
-                "steps_skipped": first.steps_skipped,
-                "steps_skipped_timed": [r.steps_skipped for r in runs],
-                "seconds": seconds,
-                "seconds_each": [r.seconds for r in runs],
-                "cpu_seconds": median([r.cpu_seconds for r in runs]),
-                "speedup": measured,
-                "cpu_speedup": base_cpu / median([r.cpu_seconds for r in runs]),
-                "flop_model_run": model_run,
-                "measured_over_flop_model": measured / model_run,
-                "flop_model_real": real,
-                "flops_counted": first.flops,
-                "flops_counted_speedup": base_flops / first.flops,
-                "flops_by_op": first.flops_by_op,
-                "transition_seconds": median([r.transition_seconds for r in runs]) if ralu else None,
-                "transition_share": median([r.transition_seconds / r.seconds for r in runs])
-                if ralu
-                else None,
-                "edge_share": median([r.edge_seconds / r.seconds for r in runs]) if ralu else None,
-                "peak_bytes": max(r.peak_bytes for r in runs),
-                "peak_bytes_each": [r.peak_bytes for r in runs],
-            }
-        )
-    return out
-
-
-def latent_edges_overlap(early_masks: dict, presets: dict, family: Family) -> tuple[int, int] | None:
-    """(cells both edge sources upsampled early, cells the VAE path upsampled early) for the lead preset,
-    from the early_mask outputs (1 on each chosen 32x32-pixel cell); None unless both rows ran."""
-    keys = (lead_preset(presets, family), latent_edges_key(presets, family))
-    if any(key not in early_masks for key in keys):
-        return None
-    vae, latent = (early_masks[key][..., ::32, ::32] > 0.5 for key in keys)
-    return int((vae & latent).sum()), int(vae.sum())
-
-
-def fit_step_time(results: list[dict], text_tokens: int) -> tuple[float, float] | None:
-    """Seconds per model call that do not depend on the tokens, and seconds per token, fitted (least
-    squares) to the rows without a cache: wall time less the transitions = calls x fixed + token-calls
-    x per-token. None when the rows cannot tell the two apart, or the noise gives a negative term."""
-    import numpy as np
-
-    fitted = [r for r in results if r["steps_skipped"] is None]
-    calls = [sum(r["calls"]) for r in fitted]
-    token_calls = [sum(n * (t + text_tokens) for n, t in zip(r["calls"], r["tokens"])) for r in fitted]
-    seconds = [r["seconds"] - (r["transition_seconds"] or 0.0) for r in fitted]
-    design = np.array([calls, token_calls], dtype=float).T
-    if len(fitted) < 3 or np.linalg.matrix_rank(design) < 2:
-        return None
-    (fixed, per_token), *_ = np.linalg.lstsq(design, np.array(seconds), rcond=None)
-    return (float(fixed), float(per_token)) if fixed > 0 and per_token > 0 else None
-
-
-def render(results: list[dict], header: list[str], notes: list[str], cuda: bool, real_model: str) -> str:
-    cols = ["row", "model calls", "wall time (median)", "speed-up"]
-    cols += [] if cuda else ["CPU-time speed-up"]
-    cols += [
-        "FLOP model, model run",
-        "measured / FLOP model",
-        f"FLOP model, {real_model}",
-        "FLOPs counted (speed-up)",
-        "steps skipped",
-        "transition (edges)",
-        "peak memory",
-    ]
-    table = []
-    for r in results:
-        calls = str(sum(r["calls"])) + (f" ({'+'.join(map(str, r['calls']))})" if len(r["calls"]) > 1 else "")
-        if r["forwards"] != sum(r["calls"]):
-            calls += f", {r['forwards']} run"
-        skipped = "-" if r["steps_skipped"] is None else "+".join(map(str, r["steps_skipped"]))
-        timed_skips = {"+".join(map(str, t)) for t in r["steps_skipped_timed"] if t is not None}
-        if timed_skips - {skipped}:
-            skipped += f" (timed: {', '.join(sorted(timed_skips))})"
-        transition = "-"
-        if r["transition_share"] is not None:
-            transition = f"{100 * r['transition_share']:.2f}% ({100 * r['edge_share']:.2f}%)"
-        cells = [r["label"], calls, f"{r['seconds']:.1f} s", f"{r['speedup']:.2f}x"]
-        cells += [] if cuda else [f"{r['cpu_speedup']:.2f}x"]
-        cells += [
-            f"{r['flop_model_run']:.2f}x",
-            f"{r['measured_over_flop_model']:.2f}",
-            f"{r['flop_model_real']:.2f}x",
-            f"{r['flops_counted'] / 1e12:.2f} T ({r['flops_counted_speedup']:.2f}x)",
-            skipped,
-            transition,
-            f"{r['peak_bytes'] / 2**20:+.0f} MiB",
-        ]
-        table.append(cells)
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    lines = [*header, "", line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    return "\n".join([*lines, *(line(t) for t in table), "", *notes])
 
 
 def sampling_settings(family: Family) -> str:

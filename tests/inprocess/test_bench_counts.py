@@ -25,6 +25,7 @@ import pytest
 from tiny_models import flux_conditioning, sd3_conditioning
 
 from scripts import bench as bench_script
+from scripts import bench_models, bench_rows, bench_table
 from scripts.model_cost import TAESD_DECODE_FLOPS_PER_PIXEL, model_cost
 
 SIZE = 128
@@ -43,12 +44,12 @@ def counted(request, pack, test_models):
     """Each row of the bench's table, run once on the family's tiny model under the FLOP counter (but the
     plain sampler with EasyCache, whose full run would only add time: the RALU rows check the caches)."""
     fixture, make_conditioning, _ = FAMILIES[request.param]
-    family = bench_script.FAMILIES[request.param]
+    family = bench_rows.FAMILIES[request.param]
     vae = bench_script.load_taesd(test_models.dir, family.vae)
     model = request.getfixturevalue(fixture)
     bench = bench_script.Bench(pack, model, vae, make_conditioning(0), make_conditioning(1), SIZE, family)
     try:
-        rows = bench_script.default_rows(bench.presets, family)
+        rows = bench_rows.default_rows(bench.presets, family)
         rows = [row for row in rows if row.key != "plain+easycache"]
         yield bench, {row.key: (row, bench.run(row, count_flops=True)) for row in rows}
     finally:
@@ -56,13 +57,13 @@ def counted(request, pack, test_models):
 
 
 def presets_of(bench):
-    return bench_script.family_presets(bench.presets, bench.family)
+    return bench_rows.family_presets(bench.presets, bench.family)
 
 
 def test_the_rows_are_the_baseline_each_preset_naive_and_with_ralu_and_the_caches(counted):
     bench, _ = counted
     family = bench.family
-    rows = bench_script.default_rows(bench.presets, family)
+    rows = bench_rows.default_rows(bench.presets, family)
     assert rows[0].is_baseline
     assert rows[0].steps == family.baseline_steps == {"flux": 50, "sd3": 28}[family.name]
     presets = presets_of(bench)
@@ -123,7 +124,7 @@ def test_the_flop_counter_sees_ralu_save_what_the_flop_model_says(counted):
         else:  # no decode: only the gradient kernel's convolution over the latent
             assert 0 < decode < 1e-4 * half_size_decode, row.key
         assert run.flops - decode < baseline.flops, row.key  # (on the tiny SD3 the decode outweighs 28 steps)
-        modelled = bench_script.modelled_speedup(transformer_only, row, run, bench.presets, SIZE, steps)
+        modelled = bench_table.modelled_speedup(transformer_only, row, run, bench.presets, SIZE, steps)
         counted_speedup = baseline.flops / (run.flops - decode)
         assert 0.8 <= counted_speedup / modelled <= 1.2, (row.key, counted_speedup, modelled)
         checked += 1
@@ -137,10 +138,10 @@ def test_the_flop_counter_sees_ralu_save_what_the_flop_model_says(counted):
 def test_the_latent_edges_row_is_compared_cell_by_cell_with_the_vae_path(counted):
     bench, runs = counted
     lead = presets_of(bench)[0].name
-    latent_key = bench_script.latent_edges_key(bench.presets, bench.family)
+    latent_key = bench_rows.latent_edges_key(bench.presets, bench.family)
     row, _ = runs[latent_key]
     assert (row.preset, row.edges) == (lead, "latent gradient")
-    shared, chosen = bench_script.latent_edges_overlap(bench.early_masks, bench.presets, bench.family)
+    shared, chosen = bench_table.latent_edges_overlap(bench.early_masks, bench.presets, bench.family)
     low_res_cells = (SIZE // 32) ** 2
     assert chosen == int(low_res_cells * bench.presets[lead].up_ratio)  # the plan's k cells
     vae, latent = (bench.early_masks[key] for key in (lead, latent_key))
@@ -159,7 +160,7 @@ def test_the_gpu_models_have_the_real_models_dimensions(comfy_inprocess, family)
     real = COST_MODELS[family].step
 
     def cost_of(sd3_blocks=None):
-        model_config = bench_script.real_dims_config(bench_script.FAMILIES[family], sd3_blocks)
+        model_config = bench_models.real_dims_config(bench_rows.FAMILIES[family], sd3_blocks)
         model_config.set_inference_dtype(torch.bfloat16, None)
         state = model_config.get_model({}, device="meta").diffusion_model.state_dict()
         return model_cost({k: tuple(v.shape) for k, v in state.items()}, family, real.text_tokens)[0]
