@@ -1,6 +1,6 @@
 from comfy_api.latest import io, ui
 
-from ..comfy_glue import check_mask
+from ..input_checks import check_mask
 from ..ralu.edge_map import FULL_RES_CELL, early_upsample_mask
 from ..ralu.sampler import early_upsample_count
 from ..ralu.streams import image_generators

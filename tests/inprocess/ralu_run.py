@@ -6,10 +6,15 @@ import torch
 from tiny_models import flux_conditioning
 
 
-def ralu_modules(pack):
+def pack_module(pack, name: str):
+    """One of the pack's modules ("input_checks", "ralu.plan", ...) as ComfyUI's loader imported it."""
     from importlib import import_module
 
-    return (import_module(f"{pack.__name__}.comfy_glue"), import_module(f"{pack.__name__}.ralu.plan"))
+    return import_module(f"{pack.__name__}.{name}")
+
+
+def ralu_modules(pack):
+    return pack_module(pack, "comfy_glue"), pack_module(pack, "ralu.plan")
 
 
 def patched_for_stage2(pack, model):
@@ -17,7 +22,7 @@ def patched_for_stage2(pack, model):
     `predict_x0` RALU's stages call: `predictor(model_k, extra_args, grid)` takes stage-2 ids in units
     of `grid`'s tokens."""
     glue, _ = ralu_modules(pack)
-    family = glue.family_of(model)
+    family = pack_module(pack, "families").family_of(model)
     patched, positions = glue.clone_for_ralu(model, family)
 
     def predictor(model_k, extra_args, grid):

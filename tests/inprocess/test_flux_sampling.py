@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from ralu_run import empty_latent, plain_sample, progress_updates, ralu_modules, recorded, run
+from ralu_run import empty_latent, pack_module, plain_sample, progress_updates, ralu_modules, recorded, run
 from tiny_models import build_tiny_sd15, flux_conditioning
 
 
@@ -101,31 +101,32 @@ def tiny_vae(channels, scale=None, shift=None):
 
 
 def test_bad_inputs_are_refused_with_a_message(pack, tiny_flux):
-    glue, plan_mod = ralu_modules(pack)
+    _, plan_mod = ralu_modules(pack)
+    checks = pack_module(pack, "input_checks")
     plan = plan_mod.PRESETS["flux_7x"]
-    with pytest.raises(glue.RaluInputError, match="multiples of 32 pixels.*got 248x256.*224 or 256"):
+    with pytest.raises(checks.RaluInputError, match="multiples of 32 pixels.*got 248x256.*224 or 256"):
         run(pack, tiny_flux, plan, latent={"samples": torch.zeros(1, 16, 32, 31)})
     area = flux_conditioning(0)
     area[0][1]["area"] = (8, 8, 0, 0)
-    with pytest.raises(glue.RaluInputError, match="area conditioning"):
+    with pytest.raises(checks.RaluInputError, match="area conditioning"):
         run(pack, tiny_flux, plan, positive=area)
     kontext = flux_conditioning(0)
     kontext[0][1]["reference_latents"] = [torch.zeros(1, 16, 32, 32)]
-    with pytest.raises(glue.RaluInputError, match="positive prompt's reference images .*Kontext"):
+    with pytest.raises(checks.RaluInputError, match="positive prompt's reference images .*Kontext"):
         run(pack, tiny_flux, plan, positive=kontext)
-    with pytest.raises(glue.RaluInputError, match="does not inpaint"):
+    with pytest.raises(checks.RaluInputError, match="does not inpaint"):
         run(pack, tiny_flux, plan, latent={**empty_latent(), "noise_mask": torch.ones(1, 256, 256)})
-    with pytest.raises(glue.RaluInputError, match="ignore the picture in this latent"):
+    with pytest.raises(checks.RaluInputError, match="ignore the picture in this latent"):
         run(pack, tiny_flux, plan, latent={"samples": torch.ones(1, 16, 32, 32)})
     with pytest.raises(
-        glue.RaluInputError, match="decodes 4-channel latents, but the model makes 16-channel"
+        checks.RaluInputError, match="decodes 4-channel latents, but the model makes 16-channel"
     ):
         run(pack, tiny_flux, plan, vae=tiny_vae(4))
     taesd3, taef1 = tiny_vae(16, 1.5305, 0.0609), tiny_vae(16, 0.3611, 0.1159)
-    with pytest.raises(glue.RaluInputError, match="scale 1.531 and shift 0.0609 .*taesd3.*taef1 for FLUX"):
+    with pytest.raises(checks.RaluInputError, match="scale 1.531 and shift 0.0609 .*taesd3.*taef1 for FLUX"):
         run(pack, tiny_flux, plan, vae=taesd3)
-    glue.check_vae(tiny_flux, glue.family_of(tiny_flux), taef1)
-    with pytest.raises(glue.RaluInputError, match="supports FLUX.1 .*; SD3 and SD3.5 .*This model is SD15"):
+    checks.check_vae(tiny_flux, checks.family_of(tiny_flux), taef1)
+    with pytest.raises(checks.RaluInputError, match="supports FLUX.1 .*; SD3 and SD3.5 .*This model is SD15"):
         run(pack, build_tiny_sd15(), plan)
 
 

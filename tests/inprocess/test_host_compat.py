@@ -19,7 +19,7 @@ import inspect
 
 import pytest
 import torch
-from ralu_run import ralu_modules, recorded, run
+from ralu_run import pack_module, ralu_modules, recorded, run
 from tiny_models import flux_conditioning, sd3_conditioning
 
 
@@ -96,7 +96,8 @@ def test_a_changed_internal_is_named_before_the_first_model_call(pack, request, 
     import comfyui_version
 
     family, module, path, replacement, named = CHANGES[change]
-    glue, plan_mod = ralu_modules(pack)
+    _, plan_mod = ralu_modules(pack)
+    checks = pack_module(pack, "input_checks")
     model, recorder = recorded(request.getfixturevalue(f"tiny_{family}"))
     owner = importlib.import_module(module)
     *parents, attribute = path.split(".")
@@ -108,7 +109,7 @@ def test_a_changed_internal_is_named_before_the_first_model_call(pack, request, 
         monkeypatch.setattr(owner, attribute, replacement)
     plan = plan_mod.PRESETS["flux_7x" if family == "flux" else "sd3_3x"]
     conditioning = {"sd3": dict(positive=sd3_conditioning(0), negative=sd3_conditioning(1))}.get(family, {})
-    with pytest.raises(glue.RaluInputError) as refused:
+    with pytest.raises(checks.RaluInputError) as refused:
         run(pack, model, plan, **conditioning)
     message = str(refused.value)
     assert message.startswith(f"RALU KSampler cannot run on this ComfyUI ({comfyui_version.__version__}):")

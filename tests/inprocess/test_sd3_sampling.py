@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 import torch
-from ralu_run import empty_latent, plain_sample, ralu_modules, recorded, run
+from ralu_run import empty_latent, pack_module, plain_sample, ralu_modules, recorded, run
 from tiny_models import build_kl_vae, build_tiny_sd3, sd3_conditioning
 
 
@@ -35,8 +35,9 @@ def test_stage_2_uses_the_analytic_table_between_entries(pack, tiny_sd3):
     """The tiny SD3's table is sin-cos as real checkpoints': the fit finds it, and a child at +0.5
     gets the analytic embedding, not the mean of its neighbours."""
     glue, _ = ralu_modules(pack)
+    checks = pack_module(pack, "input_checks")
     positions_mod = importlib.import_module(f"{pack.__name__}.ralu.positions")
-    _, positions = glue.clone_for_ralu(tiny_sd3, glue.family_of(tiny_sd3))
+    _, positions = glue.clone_for_ralu(tiny_sd3, checks.family_of(tiny_sd3))
     ids = torch.tensor([[[2.0, 3.0], [2.0, 3.5], [2.0, 4.0]]])
     with positions.stage2(ids, (8, 8)):
         positions.call_batch = 2
@@ -69,12 +70,13 @@ def test_the_shared_sd3_model_is_left_unpatched(pack, tiny_sd3):
 
 
 def test_refusals_name_the_family(pack, tiny_sd3):
-    glue, plan_mod = ralu_modules(pack)
-    with pytest.raises(glue.RaluInputError, match=r"plan \(flux_4x\) is for FLUX models, .* model is SD3"):
+    _, plan_mod = ralu_modules(pack)
+    checks = pack_module(pack, "input_checks")
+    with pytest.raises(checks.RaluInputError, match=r"plan \(flux_4x\) is for FLUX models, .* model is SD3"):
         run_sd3(pack, tiny_sd3, plan_mod.PRESETS["flux_4x"])
-    with pytest.raises(glue.RaluInputError, match="no stored position table"):
+    with pytest.raises(checks.RaluInputError, match="no stored position table"):
         run_sd3(pack, build_tiny_sd3(position_table=False), plan_mod.PRESETS["sd3_3x"])
-    with pytest.raises(glue.RaluInputError, match="multiples of 32 pixels"):
+    with pytest.raises(checks.RaluInputError, match="multiples of 32 pixels"):
         run_sd3(pack, tiny_sd3, plan_mod.PRESETS["sd3_3x"], latent=empty_latent(1, 240))
 
 

@@ -20,7 +20,7 @@ import importlib
 
 import pytest
 import torch
-from ralu_run import empty_latent, patched_for_stage2, ralu_modules, recorded, run
+from ralu_run import empty_latent, pack_module, patched_for_stage2, ralu_modules, recorded, run
 from tiny_models import (
     build_tiny_flux_schnell,
     build_tiny_longcat,
@@ -128,16 +128,17 @@ def test_with_cfg_each_image_of_a_batch_equals_that_image_made_alone(pack, tiny_
 def test_a_flux_1_dev_plan_is_refused_only_on_schnell(pack, request, fixture, refused):
     """FLUX.1-dev's presets on FLUX.1 with a guidance input, flux_schnell on FLUX.1 without one; LongCat-Image
     and Ovis-Image (no guidance input, but no pooled prompt either: not schnell) take either."""
-    glue, plan_mod = ralu_modules(pack)
+    _, plan_mod = ralu_modules(pack)
+    checks = pack_module(pack, "input_checks")
     model = request.getfixturevalue(fixture)
-    family = glue.family_of(model)
+    family = checks.family_of(model)
     for name in ("flux_4x", "flux_schnell"):
         should_refuse = name == refused or (fixture == "tiny_flux" and name == "flux_schnell")
         if should_refuse:
-            with pytest.raises(glue.RaluInputError, match=rf"This plan \({name}\) is for FLUX.1-"):
-                glue.check_plan_family(plan_mod.PRESETS[name], family, model)
+            with pytest.raises(checks.RaluInputError, match=rf"This plan \({name}\) is for FLUX.1-"):
+                checks.check_plan_family(plan_mod.PRESETS[name], family, model)
         else:
-            glue.check_plan_family(plan_mod.PRESETS[name], family, model)
+            checks.check_plan_family(plan_mod.PRESETS[name], family, model)
 
 
 def test_cond_and_uncond_split_under_memory_pressure_give_the_same_latent(pack, tiny_flux):
