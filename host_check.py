@@ -1,9 +1,9 @@
 """The ComfyUI internals the pack calls, checked before a run samples anything.
 
-comfy_glue.py, input_checks.py and families/ use functions and methods that ComfyUI does not promise to keep. On a
-ComfyUI where one is missing or takes other parameters, RALU KSampler refuses with a message naming
-it and the ComfyUI versions the pack is tested with, before the first model call, instead of failing
-with a traceback in the middle of a run.
+comfy_glue.py, input_checks.py and families/ use functions and methods that ComfyUI does not promise
+to keep. On a ComfyUI where one is missing or takes other parameters, RALU KSampler refuses with a
+message naming it and the ComfyUI versions the pack is tested with, before the first model call,
+instead of failing with a traceback in the middle of a run.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class Internal:
         return None
 
 
-# What comfy_glue.py and input_checks.py use for every family; each family adds its own (ModelFamily.internals).
+# What comfy_glue.py and input_checks.py use for every family; each family adds its own
+# (ModelFamily.internals).
 INTERNALS = (
     Internal("comfy.sample", "prepare_noise", ("latent_image", "seed", "noise_inds")),
     Internal("comfy.sample", "fix_empty_latent_channels", ("model", "latent_image")),
